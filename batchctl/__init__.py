@@ -1,0 +1,1 @@
+"""batchctl: the command line that wires the parts together (the composition root)."""

@@ -1,0 +1,3 @@
+from batchctl.cli import app
+
+app(prog_name="batchctl")

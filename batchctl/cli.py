@@ -1,0 +1,229 @@
+"""batchctl: run the parts, manage the local services, the schema, topics and API keys."""
+
+import asyncio
+import uuid
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from batchctl import logs
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Archive Origin batch operations.",
+)
+dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and PostgreSQL, without Docker.")
+db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+app.add_typer(dev_app, name="dev")
+app.add_typer(db_app, name="db")
+app.add_typer(topics_app, name="topics")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+# --- the parts -----------------------------------------------------------------------------
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="default: API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default: API_PORT")] = None,
+) -> None:
+    """Run the REST API."""
+    import uvicorn
+
+    from ingest_api.app import create_app
+    from ingest_api.settings import ApiSettings
+
+    logs.configure("api")
+    settings = ApiSettings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def worker(
+    job_type: Annotated[str, typer.Option("--job-type", help="the job type to process")],
+    concurrency: Annotated[
+        int | None, typer.Option(help="items in flight (default: WORKER_CONCURRENCY)")
+    ] = None,
+) -> None:
+    """Run one worker process of a job type's consumer group."""
+    from consumers.app import run_worker
+    from consumers.registry import UnknownJobType, handler_class
+    from consumers.settings import WorkerSettings
+
+    logs.configure(f"worker:{job_type}")
+    try:
+        handler_class(job_type)
+    except UnknownJobType as exc:
+        raise _fail(str(exc)) from None
+    settings = WorkerSettings()
+    if concurrency:
+        settings = settings.model_copy(update={"worker_concurrency": concurrency})
+    asyncio.run(run_worker(settings, job_type))
+
+
+@app.command()
+def projector() -> None:
+    """Run the projector (folds the topics into the tables)."""
+    from projections.app import run_projector
+    from projections.settings import ProjectorSettings
+
+    logs.configure("projector")
+    asyncio.run(run_projector(ProjectorSettings()))
+
+
+@app.command()
+def run(port: Annotated[int | None, typer.Option(help="API port")] = None) -> None:
+    """Run the API, one worker per job type and the projector, supervised."""
+    from batchctl.supervisor import Supervisor, stack_parts
+    from consumers.registry import job_types
+
+    parts = stack_parts(job_types(), port)
+    console.print(f"running {', '.join(p.name for p in parts)} (Ctrl-C stops all)")
+    Supervisor(parts).run_forever()
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    items: Annotated[int, typer.Option(help="items per job type")] = 100,
+) -> None:
+    """Bring up the services, run the stack, submit a sample batch of each job type and show
+    them completed."""
+    from batchctl.demo import run_demo
+
+    run_demo(port=port, items_per_job=items, console=console)
+
+
+# --- local services ------------------------------------------------------------------------
+
+
+@dev_app.command("up")
+def dev_up() -> None:
+    """Start Kafka 3.9.1 (fetched once from Maven Central) and PostgreSQL, create topics and
+    apply migrations."""
+    from batchctl.dev.errors import DevServiceError
+    from batchctl.dev.services import up
+
+    try:
+        for line in up():
+            console.print(line)
+    except DevServiceError as exc:
+        raise _fail(str(exc)) from None
+
+
+@dev_app.command("down")
+def dev_down() -> None:
+    """Stop the local Kafka broker (and PostgreSQL if batchctl started it)."""
+    from batchctl.dev import kafka_broker, postgres
+    from batchctl.dev.settings import DevSettings
+
+    settings = DevSettings()
+    console.print(kafka_broker.stop(settings))
+    console.print(postgres.stop(settings))
+
+
+@dev_app.command("status")
+def dev_status() -> None:
+    """Show whether the local services are up."""
+    from batchctl.dev import kafka_broker, postgres
+    from batchctl.dev.settings import DevSettings
+
+    settings = DevSettings()
+    console.print(kafka_broker.status(settings))
+    console.print(postgres.status(settings))
+
+
+# --- schema, topics, keys ------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the Alembic migrations to DATABASE_URL."""
+    from migrations.runner import upgrade
+    from streaming.settings import DatabaseSettings
+
+    upgrade(DatabaseSettings().database_url, revision)
+    console.print(f"database upgraded to {revision}")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the topics that are missing (event logs keep events forever)."""
+    from consumers.registry import job_types
+    from streaming.settings import KafkaSettings
+    from streaming.topics_admin import create_topics
+
+    created = asyncio.run(create_topics(KafkaSettings(), job_types()))
+    console.print(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+def _sessions():  # type: ignore[no-untyped-def]
+    from sqlalchemy.orm import sessionmaker
+
+    from storage.engine import make_engine
+    from streaming.settings import DatabaseSettings
+
+    return sessionmaker(make_engine(DatabaseSettings().database_url, pool_size=1))
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option("--user", help="the user the key acts as")],
+) -> None:
+    """Create an API key; it is printed once and only its hash is stored."""
+    from ingest_api.api_keys import create_key
+
+    with _sessions()() as session:
+        key = create_key(session, user_id=user)
+    err.print(f"key {key.key_id} for user {user!r} (shown once):")
+    console.print(key.secret)
+
+
+@keys_app.command("list")
+def keys_list(user: Annotated[str | None, typer.Option("--user")] = None) -> None:
+    """List API keys (their prefixes, never the keys)."""
+    from ingest_api.api_keys import list_keys
+
+    table = Table("id", "user", "prefix", "created", "revoked")
+    with _sessions()() as session:
+        for key in list_keys(session, user_id=user):
+            table.add_row(
+                str(key.id),
+                key.user_id,
+                key.prefix + "...",
+                f"{key.created_at:%Y-%m-%d %H:%M}",
+                f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+            )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: uuid.UUID) -> None:
+    """Revoke an API key by id."""
+    from ingest_api.api_keys import revoke_key
+
+    with _sessions()() as session:
+        if not revoke_key(session, key_id=key_id):
+            raise _fail(f"no active key {key_id}")
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,31 @@
+"""``batchctl dev up``: both services, then topics and migrations, in order."""
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+from batchctl.dev import kafka_broker, postgres
+from batchctl.dev.settings import DevSettings
+
+
+def up(settings: DevSettings | None = None) -> Iterator[str]:
+    """Bring everything up; yield a line per step. Exports the resulting
+    ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` into this process's environment."""
+    from consumers.registry import job_types
+    from migrations.runner import upgrade
+    from streaming.settings import KafkaSettings
+    from streaming.topics_admin import create_topics
+
+    settings = settings or DevSettings()
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield f"Kafka from KAFKA_BOOTSTRAP_SERVERS ({os.environ['KAFKA_BOOTSTRAP_SERVERS']})"
+    else:
+        yield kafka_broker.start(settings)
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+    url, line = postgres.start(settings)
+    os.environ["DATABASE_URL"] = url
+    yield line
+    created = asyncio.run(create_topics(KafkaSettings(), job_types()))
+    yield f"topics created: {', '.join(created)}" if created else "topics: all exist"
+    upgrade(url)
+    yield "database schema at head"

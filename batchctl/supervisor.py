@@ -1,0 +1,108 @@
+"""Runs the parts as child processes, restarts any that crash, and stops them all cleanly on
+Ctrl-C or SIGTERM."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Part:
+    name: str
+    args: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = field(default=0.0)
+
+
+def batchctl_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "batchctl", *args]
+
+
+class Supervisor:
+    def __init__(
+        self, parts: list[Part], env: dict[str, str] | None = None, log_file: str | None = None
+    ):
+        self.parts = parts
+        self.env = {**os.environ, **(env or {})}
+        self.log_file = log_file
+        self.stopping = False
+
+    def _start(self, part: Part) -> None:
+        out = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
+        part.process = subprocess.Popen(
+            part.args, env=self.env, stdout=out, stderr=out, stdin=subprocess.DEVNULL
+        )
+        part.started_at = time.monotonic()
+        if out is not None:
+            out.close()
+
+    def start_all(self) -> None:
+        for part in self.parts:
+            self._start(part)
+
+    def check(self) -> None:
+        """Restart parts that exited, with a growing delay for those that crash at once."""
+        now = time.monotonic()
+        for part in self.parts:
+            if part.process is None or part.process.poll() is None or self.stopping:
+                continue
+            if part.next_start == 0.0:
+                lived = now - part.started_at
+                delay = 1.0 if lived > 30 else min(30.0, 2.0 ** min(part.restarts, 5))
+                console.print(
+                    f"[yellow]{part.name} exited with code "
+                    f"{part.process.returncode}; restarting in {delay:.0f}s[/]"
+                )
+                part.next_start = now + delay
+            elif now >= part.next_start:
+                part.restarts += 1
+                part.next_start = 0.0
+                self._start(part)
+
+    def stop_all(self, timeout_s: float = 20.0) -> None:
+        self.stopping = True
+        for part in self.parts:
+            if part.process is not None and part.process.poll() is None:
+                part.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for part in self.parts:
+            if part.process is None:
+                continue
+            try:
+                part.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                part.process.kill()
+                part.process.wait()
+
+    def run_forever(self) -> None:
+        def _stop(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _stop)
+        self.start_all()
+        try:
+            while True:
+                time.sleep(0.5)
+                self.check()
+        except KeyboardInterrupt:
+            console.print("stopping all parts ...")
+        finally:
+            self.stop_all()
+
+
+def stack_parts(job_types: list[str], api_port: int | None = None) -> list[Part]:
+    api_args = ["api"] + (["--port", str(api_port)] if api_port else [])
+    return [
+        Part("api", batchctl_command(*api_args)),
+        Part("projector", batchctl_command("projector")),
+        *(Part(f"worker:{t}", batchctl_command("worker", "--job-type", t)) for t in job_types),
+    ]

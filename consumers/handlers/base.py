@@ -1,0 +1,57 @@
+"""The handler contract every job type implements.
+
+Delivery to a handler is at-least-once: a worker that crashes after calling ``handle`` but
+before its outcome is acknowledged calls it again for the same item. Handlers must therefore
+be idempotent: handling the same item twice must give the same outcome and no extra effect.
+"""
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel
+
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
+
+
+class PermanentError(Exception):
+    """The item can never succeed: it fails at once with this code, without retries."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TransientError(Exception):
+    """The item may succeed later: it is retried with backoff until attempts run out."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Handler(ABC, Generic[In, Out]):
+    """A job type: its name, input and output models, routing key, timeout and logic."""
+
+    job_type: ClassVar[str]
+    input_model: ClassVar[type[BaseModel]]
+    output_model: ClassVar[type[BaseModel]]
+    timeout_s: ClassVar[float] = 30.0
+
+    def routing_key(self, item: In, *, job_id: UUID, item_index: int) -> str:
+        """Items with the same key are processed in order; others run concurrently.
+        By default every item is independent."""
+        return f"{job_id}:{item_index}"
+
+    async def start(self) -> None:
+        """Acquire resources (connections, pools) before the first item."""
+
+    async def stop(self) -> None:
+        """Release what ``start`` acquired."""
+
+    @abstractmethod
+    async def handle(self, item: In) -> Out:
+        """Process one item. Raise PermanentError or TransientError to fail it."""

@@ -1,0 +1,88 @@
+"""The one codec: ``encode(event) -> bytes`` and ``decode(bytes) -> event``.
+
+JSON on the wire (orjson). Old schema versions are upcast before validation; an unknown
+version, undecodable bytes, a schema violation or an oversized event raise
+``EventDecodeError`` with a short machine-readable ``reason``.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from events.models import EVENT_CLASSES, AnyEvent, Event
+
+MAX_EVENT_BYTES = 1_000_000
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+# (event_type, from_version) -> function returning the payload at from_version + 1.
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+class EventDecodeError(Exception):
+    """Raised for any event that cannot be turned into a valid contract object."""
+
+    def __init__(self, reason: str, message: str, payload: dict[str, Any] | None = None):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.payload = payload  # the parsed JSON object, when it got that far
+
+
+def encode(event: Event) -> bytes:
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> AnyEvent:
+    if data is None:
+        raise EventDecodeError("empty", "the message has no value")
+    if len(data) > max_bytes:
+        raise EventDecodeError("oversized", f"{len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError("invalid_json", str(exc)) from None
+    if not isinstance(payload, dict):
+        raise EventDecodeError("not_an_object", "an event must be a JSON object")
+    return decode_object(payload)
+
+
+def decode_object(payload: dict[str, Any]) -> AnyEvent:
+    event_type = payload.get("event_type")
+    cls = EVENT_CLASSES.get(event_type) if isinstance(event_type, str) else None
+    if cls is None:
+        raise EventDecodeError("unknown_event_type", f"unknown event_type {event_type!r}", payload)
+    payload = _upcast(event_type, payload)  # type: ignore[arg-type]
+    try:
+        return cls.model_validate(payload)  # type: ignore[return-value]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "event"
+        raise EventDecodeError("schema_violation", f"{where}: {first['msg']}", payload) from None
+
+
+def _upcast(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    current = EVENT_CLASSES[event_type].model_fields["schema_version"].default
+    version = payload.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise EventDecodeError(
+            "schema_violation", "schema_version must be a positive integer", payload
+        )
+    if version > current:
+        raise EventDecodeError(
+            "unknown_schema_version",
+            f"{event_type} schema_version {version} is newer than {current}",
+            payload,
+        )
+    while version < current:
+        upcast = UPCASTERS.get((event_type, version))
+        if upcast is None:
+            raise EventDecodeError(
+                "unknown_schema_version", f"no upcaster for {event_type} v{version}", payload
+            )
+        payload = upcast(payload)
+        version += 1
+        payload["schema_version"] = version
+    return payload

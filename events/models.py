@@ -1,0 +1,137 @@
+"""The events on the wire: frozen pydantic models, one class per event type.
+
+Every event carries the envelope (``event_id``, ``event_type``, ``schema_version``,
+``occurred_at``, ``job_id``). Unknown fields are rejected so that a typo in an upstream
+publisher is a dead letter, not silently lost data.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from events import ids
+
+JsonObject = dict[str, Any]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+ErrorCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+JobType = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """The envelope every event shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID
+    event_type: str
+    schema_version: int
+    occurred_at: AwareDatetime
+    job_id: UUID
+
+
+class JobSubmitted(Event):
+    event_type: Literal["JobSubmitted"] = "JobSubmitted"
+    schema_version: Literal[1] = 1
+    job_type: JobType
+    user_id: Annotated[str, Field(min_length=1, max_length=128)]
+    total_items: NonNegativeInt
+    metadata: JsonObject = Field(default_factory=dict)
+    retry_of: UUID | None = None
+
+    @classmethod
+    def new(cls, *, job_id: UUID, **fields: Any) -> "JobSubmitted":
+        return cls(
+            event_id=ids.job_submitted_id(job_id), occurred_at=utc_now(), job_id=job_id, **fields
+        )
+
+
+class JobCancelRequested(Event):
+    event_type: Literal["JobCancelRequested"] = "JobCancelRequested"
+    schema_version: Literal[1] = 1
+    user_id: Annotated[str, Field(min_length=1, max_length=128)]
+
+    @classmethod
+    def new(cls, *, job_id: UUID, user_id: str) -> "JobCancelRequested":
+        return cls(
+            event_id=ids.job_cancel_requested_id(job_id),
+            occurred_at=utc_now(),
+            job_id=job_id,
+            user_id=user_id,
+        )
+
+
+class ItemSubmitted(Event):
+    event_type: Literal["ItemSubmitted"] = "ItemSubmitted"
+    schema_version: Literal[1] = 1
+    job_type: JobType
+    item_index: NonNegativeInt
+    input: JsonObject
+
+    @classmethod
+    def new(cls, *, job_id: UUID, item_index: int, **fields: Any) -> "ItemSubmitted":
+        return cls(
+            event_id=ids.item_submitted_id(job_id, item_index),
+            occurred_at=utc_now(),
+            job_id=job_id,
+            item_index=item_index,
+            **fields,
+        )
+
+
+class _Outcome(Event):
+    item_index: NonNegativeInt
+    attempts: NonNegativeInt = 1
+    duration_ms: Annotated[float, Field(ge=0)] = 0.0
+
+    @classmethod
+    def new(cls, *, job_id: UUID, item_index: int, **fields: Any) -> Any:
+        return cls(
+            event_id=ids.item_outcome_id(job_id, item_index),
+            occurred_at=utc_now(),
+            job_id=job_id,
+            item_index=item_index,
+            **fields,
+        )
+
+
+class ItemSucceeded(_Outcome):
+    event_type: Literal["ItemSucceeded"] = "ItemSucceeded"
+    schema_version: Literal[1] = 1
+    output: JsonObject
+
+
+class ItemFailed(_Outcome):
+    event_type: Literal["ItemFailed"] = "ItemFailed"
+    schema_version: Literal[1] = 1
+    error_code: ErrorCode
+    error_message: Annotated[str, Field(max_length=4096)]
+
+
+class ItemCancelled(_Outcome):
+    event_type: Literal["ItemCancelled"] = "ItemCancelled"
+    schema_version: Literal[1] = 1
+    attempts: NonNegativeInt = 0
+
+
+ItemOutcome = ItemSucceeded | ItemFailed | ItemCancelled
+AnyEvent = (
+    JobSubmitted | JobCancelRequested | ItemSubmitted | ItemSucceeded | ItemFailed | ItemCancelled
+)
+
+EVENT_CLASSES: dict[str, type[Event]] = {
+    cls.model_fields["event_type"].default: cls
+    for cls in (
+        JobSubmitted,
+        JobCancelRequested,
+        ItemSubmitted,
+        ItemSucceeded,
+        ItemFailed,
+        ItemCancelled,
+    )
+}

@@ -1,0 +1,46 @@
+"""Composition root of the API process: ``create_app`` wires settings, the database and the
+publisher (Kafka by default; tests may pass another)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import sessionmaker
+
+from ingest_api.errors import install_error_handlers
+from ingest_api.publisher import EventPublisher, KafkaEventPublisher
+from ingest_api.routes import health, jobs
+from ingest_api.settings import ApiSettings
+from storage.engine import make_engine
+from streaming.clients import make_producer
+
+
+def create_app(
+    settings: ApiSettings | None = None, publisher: EventPublisher | None = None
+) -> FastAPI:
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, pool_size=10)
+        app.state.engine = engine
+        app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        app.state.settings = settings
+        producer = None
+        if publisher is None:
+            producer = make_producer(settings)
+            await producer.start()
+            app.state.producer = producer
+        app.state.publisher = publisher or KafkaEventPublisher(producer)  # type: ignore[arg-type]
+        try:
+            yield
+        finally:
+            if producer is not None:
+                await producer.stop()
+            engine.dispose()
+
+    app = FastAPI(title="Archive Origin batch operations", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    return app

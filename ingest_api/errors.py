@@ -1,0 +1,52 @@
+"""The API's errors, each mapped once to an HTTP status by ``install_error_handlers``."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+
+class ApiError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **details: Any):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotAuthenticated(ApiError):
+    status_code = 401
+    code = "not_authenticated"
+
+
+class JobNotFound(ApiError):
+    status_code = 404
+    code = "job_not_found"
+
+    def __init__(self, job_id: object):
+        super().__init__(f"job {job_id} not found")
+
+
+class InvalidBatch(ApiError):
+    status_code = 422
+    code = "invalid_batch"
+
+
+class TooLarge(ApiError):
+    status_code = 413
+    code = "too_large"
+
+
+class PublishFailed(ApiError):
+    status_code = 503
+    code = "publish_failed"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        body = {"error": exc.code, "detail": exc.message, **exc.details}
+        return JSONResponse(status_code=exc.status_code, content=body, headers=headers)

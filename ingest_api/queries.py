@@ -1,0 +1,83 @@
+"""Reads from the projected tables, always scoped to the calling user."""
+
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ingest_api.errors import JobNotFound
+from ingest_api.schemas import ItemPage, ItemView, JobView, ResultView
+from storage.tables import Item, Job, Result
+
+
+def get_job(session: Session, *, user_id: str, job_id: UUID) -> JobView:
+    row = session.execute(
+        select(Job, Result)
+        .outerjoin(Result, Result.job_id == Job.id)
+        .where(Job.id == job_id, Job.user_id == user_id)
+    ).one_or_none()
+    if row is None:
+        raise JobNotFound(job_id)  # another user's job looks exactly like a missing one
+    job, result = row
+    return JobView(
+        batch_job_id=job.id,
+        job_type=job.job_type,
+        status=job.status,
+        total_items=job.total_items,
+        processed_items=job.processed_items,
+        success_items=job.success_items,
+        failed_items=job.failed_items,
+        cancelled_items=job.cancelled_items,
+        progress_percent=job.progress_percent,
+        metadata=job.job_metadata,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        result=None
+        if result is None
+        else ResultView(
+            total_time_ms=result.total_time_ms,
+            avg_item_time_ms=result.avg_item_time_ms,
+            success_rate=result.success_rate,
+            result_summary=result.result_summary,
+        ),
+    )
+
+
+def list_items(
+    session: Session,
+    *,
+    user_id: str,
+    job_id: UUID,
+    after: int | None,
+    limit: int,
+    status: str | None,
+) -> ItemPage:
+    owned = session.scalar(select(Job.id).where(Job.id == job_id, Job.user_id == user_id))
+    if owned is None:
+        raise JobNotFound(job_id)
+    query = select(Item).where(Item.job_id == job_id)
+    if status is not None:
+        query = query.where(Item.status == status)
+    if after is not None:
+        query = query.where(Item.item_index > after)
+    rows = list(session.scalars(query.order_by(Item.item_index).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ItemPage(
+        items=[
+            ItemView(
+                item_index=r.item_index,
+                status=r.status,
+                input_data=r.input_data,
+                output_data=r.output_data,
+                error_code=r.error_code,
+                error_message=r.error_message,
+                attempts=r.attempts,
+                duration_ms=r.duration_ms,
+                processed_at=r.processed_at,
+            )
+            for r in rows
+        ],
+        next_cursor=str(rows[-1].item_index) if more and rows else None,
+    )

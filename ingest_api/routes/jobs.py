@@ -1,0 +1,64 @@
+"""/batch/jobs: submit a batch, read a job and its items."""
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, status
+from fastapi.concurrency import run_in_threadpool
+
+from ingest_api import queries
+from ingest_api.deps import CurrentUser, PublisherDep, SessionDep, SettingsDep
+from ingest_api.errors import PublishFailed
+from ingest_api.publisher import PublishError
+from ingest_api.schemas import ItemPage, JobAccepted, JobRequest, JobView
+from ingest_api.submission import handler_for, job_events, validate_items
+
+router = APIRouter(prefix="/batch/jobs", tags=["jobs"])
+
+ItemStatus = Literal["pending", "success", "failed", "cancelled"]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+async def submit_job(
+    body: JobRequest, user: CurrentUser, publisher: PublisherDep, settings: SettingsDep
+) -> JobAccepted:
+    handler = handler_for(body.job_type)
+    items = await run_in_threadpool(
+        validate_items, handler, body.items, settings.api_max_items_per_request
+    )
+    job_id, outgoing = job_events(
+        topics=settings.topics, handler=handler, user_id=user, items=items, metadata=body.metadata
+    )
+    try:
+        await publisher.publish(outgoing)
+    except PublishError as exc:
+        raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
+    return JobAccepted(
+        batch_job_id=job_id,
+        status="pending",
+        total_items=len(items),
+        links={"self": f"/batch/jobs/{job_id}", "items": f"/batch/jobs/{job_id}/items"},
+    )
+
+
+@router.get("/{job_id}", response_model=JobView)
+def get_job(job_id: UUID, user: CurrentUser, session: SessionDep) -> JobView:
+    return queries.get_job(session, user_id=user, job_id=job_id)
+
+
+@router.get("/{job_id}/items", response_model=ItemPage)
+def list_items(
+    job_id: UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    cursor: Annotated[
+        int | None, Query(ge=-1, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    status: ItemStatus | None = None,
+) -> ItemPage:
+    page_size = min(limit or settings.api_page_size, settings.api_max_page_size)
+    return queries.list_items(
+        session, user_id=user, job_id=job_id, after=cursor, limit=page_size, status=status
+    )

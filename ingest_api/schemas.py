@@ -1,0 +1,63 @@
+"""Request and response bodies."""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_type: str = Field(min_length=1, max_length=64)
+    items: list[dict[str, Any]] = Field(min_length=1)
+    metadata: dict[str, Any] | None = None
+
+
+class JobAccepted(BaseModel):
+    batch_job_id: UUID
+    status: str
+    total_items: int
+    links: dict[str, str]
+
+
+class ResultView(BaseModel):
+    total_time_ms: float
+    avg_item_time_ms: float
+    success_rate: float
+    result_summary: dict[str, Any]
+
+
+class JobView(BaseModel):
+    batch_job_id: UUID
+    job_type: str | None
+    status: str
+    total_items: int | None
+    processed_items: int
+    success_items: int
+    failed_items: int
+    cancelled_items: int
+    progress_percent: float
+    metadata: dict[str, Any] | None
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    result: ResultView | None
+
+
+class ItemView(BaseModel):
+    item_index: int
+    status: str
+    input_data: dict[str, Any] | None
+    output_data: dict[str, Any] | None
+    error_code: str | None
+    error_message: str | None
+    attempts: int
+    duration_ms: float | None
+    processed_at: datetime | None
+
+
+class ItemPage(BaseModel):
+    items: list[ItemView]
+    next_cursor: str | None

@@ -1,0 +1,17 @@
+"""Settings of the API process."""
+
+from pydantic import Field
+
+from streaming.settings import DatabaseSettings, KafkaSettings
+
+
+class ApiSettings(KafkaSettings, DatabaseSettings):
+    """Environment: the Kafka variables, ``DATABASE_URL``, ``API_HOST`` (127.0.0.1),
+    ``API_PORT`` (8000), ``API_MAX_ITEMS_PER_REQUEST`` (100000), ``API_PAGE_SIZE`` (100),
+    ``API_MAX_PAGE_SIZE`` (1000)."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_max_items_per_request: int = Field(100_000, ge=1)
+    api_page_size: int = Field(100, ge=1)
+    api_max_page_size: int = Field(1000, ge=1)

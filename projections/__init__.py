@@ -1,0 +1,1 @@
+"""The projector: folds the event log into the jobs, items and results tables."""

@@ -1,0 +1,94 @@
+"""The projector loop: poll a batch, fold it, write it with its positions in one transaction.
+
+Positions live in PostgreSQL. On assignment the consumer seeks to the stored positions (or
+the beginning of a partition never folded); Kafka-side commits are informational only.
+Events that cannot be decoded are logged, counted and passed over: they stay in the topic,
+and the worker that consumes the same items dead-letters them.
+"""
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from events.codec import EventDecodeError, decode
+from projections.fold import Changes
+from projections.settings import ProjectorSettings
+from projections.writer import ProjectionWriter
+
+log = logging.getLogger(__name__)
+
+
+class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: AIOKafkaConsumer, writer: ProjectionWriter):
+        self.consumer = consumer
+        self.writer = writer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass  # every written batch already stored its positions
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        stored = await asyncio.to_thread(self.writer.load_positions)
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+
+
+class Projector:
+    def __init__(
+        self, settings: ProjectorSettings, consumer: AIOKafkaConsumer, writer: ProjectionWriter
+    ):
+        self.settings = settings
+        self.consumer = consumer
+        self.writer = writer
+        self.counts: Counter[str] = Counter()
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe(
+            pattern=self.settings.topics.projected_pattern(),
+            listener=SeekToStoredPositions(self.consumer, self.writer),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await self.consumer.getmany(
+                timeout_ms=200, max_records=self.settings.projector_max_batch
+            )
+            if batch:
+                await self.fold_and_write(batch)
+
+    async def fold_and_write(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+    ) -> Changes:
+        changes = Changes()
+        for tp, records in batch.items():
+            for record in records:
+                try:
+                    event = decode(record.value, max_bytes=self.settings.projector_max_event_bytes)
+                except EventDecodeError as exc:
+                    self.counts["undecodable"] += 1
+                    log.warning(
+                        "skipping undecodable event %s[%d]@%d: %s",
+                        tp.topic,
+                        tp.partition,
+                        record.offset,
+                        exc,
+                    )
+                else:
+                    changes.apply(event)
+                changes.advance(tp.topic, tp.partition, record.offset)
+        await asyncio.to_thread(self.writer.write, changes)
+        self.counts["events"] += changes.events
+        try:  # informational only: the positions that count are in PostgreSQL
+            await self.consumer.commit(
+                {TopicPartition(t, p): o for (t, p), o in changes.positions.items()}
+            )
+        except Exception as exc:
+            log.debug("informational offset commit failed: %s", exc)
+        return changes

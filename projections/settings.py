@@ -1,0 +1,18 @@
+"""Settings of the projector process."""
+
+from pydantic import Field
+
+from streaming.settings import DatabaseSettings, KafkaSettings
+
+
+class ProjectorSettings(KafkaSettings, DatabaseSettings):
+    """Environment: the Kafka variables, ``DATABASE_URL``, ``PROJECTION_NAME`` (default
+    ``main``; a replay into fresh tables uses another), ``PROJECTOR_MAX_BATCH`` (events per
+    transaction), ``PROJECTOR_MAX_EVENT_BYTES``."""
+
+    projection_name: str = Field("main", pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    projector_max_batch: int = Field(5000, ge=1)
+    projector_max_event_bytes: int = Field(1_000_000, ge=1024)
+
+    def group_id(self) -> str:
+        return f"{self.topic_prefix}projector.{self.projection_name}"

@@ -1,0 +1,242 @@
+"""Writes a batch of coalesced changes to PostgreSQL in one transaction, set-based.
+
+The batch is COPYed into session-local staging tables, then a handful of statements apply
+it: ``INSERT ... ON CONFLICT`` for jobs and items, counters bumped only by rows whose status
+really changed from pending to terminal (the ``RETURNING`` of a conditional upsert), job
+statuses derived from the counters, results written when a job finishes, and the consumed
+positions stored last. Committing all of it at once is what makes the effect exactly-once.
+"""
+
+import io
+from typing import Any
+
+from psycopg2.extensions import connection as PgConnection
+from psycopg2.extras import execute_values
+
+from projections.copy_format import copy_text
+from projections.fold import Changes
+
+STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS stage_jobs (
+    job_id uuid, user_id text, job_type text, total_items integer, metadata jsonb,
+    retry_of uuid, created_at timestamptz, cancel_requested_at timestamptz
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_items (
+    job_id uuid, item_index integer, submitted boolean, input_data jsonb,
+    submitted_at timestamptz, status text, output_data jsonb, error_code text,
+    error_message text, attempts integer, duration_ms double precision,
+    processed_at timestamptz
+) ON COMMIT DELETE ROWS;
+"""
+
+UPSERT_JOBS = """
+INSERT INTO jobs AS j (id, user_id, job_type, total_items, metadata, retry_of, created_at,
+                       cancel_requested_at)
+SELECT job_id, user_id, job_type, total_items, metadata, retry_of, created_at,
+       cancel_requested_at
+FROM stage_jobs ORDER BY job_id
+ON CONFLICT (id) DO UPDATE SET
+    user_id = COALESCE(j.user_id, EXCLUDED.user_id),
+    job_type = COALESCE(j.job_type, EXCLUDED.job_type),
+    total_items = COALESCE(j.total_items, EXCLUDED.total_items),
+    metadata = COALESCE(j.metadata, EXCLUDED.metadata),
+    retry_of = COALESCE(j.retry_of, EXCLUDED.retry_of),
+    created_at = COALESCE(j.created_at, EXCLUDED.created_at),
+    cancel_requested_at = LEAST(j.cancel_requested_at, EXCLUDED.cancel_requested_at)
+"""
+
+UPSERT_SUBMITTED_ITEMS = """
+INSERT INTO items AS i (job_id, item_index, status, input_data, created_at)
+SELECT job_id, item_index, 'pending', input_data, submitted_at
+FROM stage_items WHERE submitted ORDER BY job_id, item_index
+ON CONFLICT (job_id, item_index) DO UPDATE SET
+    input_data = EXCLUDED.input_data, created_at = EXCLUDED.created_at
+WHERE i.created_at IS NULL
+"""
+
+# Only rows that really go from pending (or absent) to terminal come out of RETURNING, so
+# only real transitions move the job counters: duplicates and late outcomes change nothing.
+APPLY_OUTCOMES = """
+WITH transitioned AS (
+    INSERT INTO items AS i (job_id, item_index, status, output_data, error_code,
+                            error_message, attempts, duration_ms, processed_at)
+    SELECT job_id, item_index, status, output_data, error_code, error_message, attempts,
+           duration_ms, processed_at
+    FROM stage_items WHERE status IS NOT NULL ORDER BY job_id, item_index
+    ON CONFLICT (job_id, item_index) DO UPDATE SET
+        status = EXCLUDED.status, output_data = EXCLUDED.output_data,
+        error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
+        attempts = EXCLUDED.attempts, duration_ms = EXCLUDED.duration_ms,
+        processed_at = EXCLUDED.processed_at
+    WHERE i.status = 'pending'
+    RETURNING i.job_id, i.status, i.duration_ms, i.processed_at
+)
+INSERT INTO jobs AS j (id, processed_items, success_items, failed_items, cancelled_items,
+                       sum_duration_ms, started_at, last_outcome_at)
+SELECT job_id, count(*),
+       count(*) FILTER (WHERE status = 'success'),
+       count(*) FILTER (WHERE status = 'failed'),
+       count(*) FILTER (WHERE status = 'cancelled'),
+       COALESCE(sum(duration_ms), 0), min(processed_at), max(processed_at)
+FROM transitioned GROUP BY job_id ORDER BY job_id
+ON CONFLICT (id) DO UPDATE SET
+    processed_items = j.processed_items + EXCLUDED.processed_items,
+    success_items = j.success_items + EXCLUDED.success_items,
+    failed_items = j.failed_items + EXCLUDED.failed_items,
+    cancelled_items = j.cancelled_items + EXCLUDED.cancelled_items,
+    sum_duration_ms = j.sum_duration_ms + EXCLUDED.sum_duration_ms,
+    started_at = LEAST(j.started_at, EXCLUDED.started_at),
+    last_outcome_at = GREATEST(j.last_outcome_at, EXCLUDED.last_outcome_at)
+"""
+
+# Job status from its counters; a final status never changes. Times come from the events
+# themselves, so a replay reproduces them exactly.
+REFRESH_JOBS = """
+UPDATE jobs SET
+    status = s.status,
+    progress_percent = CASE
+        WHEN total_items IS NULL THEN 0
+        WHEN total_items = 0 THEN 100
+        ELSE LEAST(100, round(100.0 * processed_items / total_items, 2)) END,
+    completed_at = CASE
+        WHEN s.status IN ('completed', 'cancelled')
+             AND jobs.status NOT IN ('completed', 'cancelled')
+        THEN GREATEST(last_outcome_at, created_at) ELSE completed_at END
+FROM (
+    SELECT id, CASE
+        WHEN status IN ('completed', 'cancelled', 'failed') THEN status
+        WHEN total_items IS NOT NULL AND processed_items >= total_items
+            THEN CASE WHEN cancelled_items > 0 THEN 'cancelled' ELSE 'completed' END
+        WHEN processed_items > 0 THEN 'processing'
+        ELSE 'pending' END AS status
+    FROM jobs WHERE id = ANY(%(ids)s::uuid[])
+) AS s
+WHERE jobs.id = s.id
+"""
+
+INSERT_RESULTS = """
+INSERT INTO results (job_id, total_time_ms, avg_item_time_ms, success_rate, result_summary,
+                     created_at)
+SELECT j.id,
+       GREATEST(0, EXTRACT(EPOCH FROM (j.completed_at - j.created_at)) * 1000),
+       CASE WHEN j.success_items + j.failed_items > 0
+            THEN j.sum_duration_ms / (j.success_items + j.failed_items) ELSE 0 END,
+       CASE WHEN j.total_items > 0
+            THEN round(j.success_items::numeric / j.total_items, 4) ELSE 1 END,
+       jsonb_build_object(
+           'counts', jsonb_build_object('success', j.success_items, 'failed', j.failed_items,
+                                        'cancelled', j.cancelled_items),
+           'top_errors', COALESCE((
+               SELECT jsonb_agg(jsonb_build_object('code', e.error_code, 'count', e.n)
+                                ORDER BY e.n DESC, e.error_code)
+               FROM (SELECT error_code, count(*) AS n FROM items
+                     WHERE items.job_id = j.id AND items.status = 'failed'
+                     GROUP BY error_code ORDER BY n DESC, error_code LIMIT 5) AS e),
+               '[]'::jsonb)),
+       j.completed_at
+FROM jobs j
+WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status IN ('completed', 'cancelled')
+ON CONFLICT (job_id) DO NOTHING
+"""
+
+SAVE_POSITIONS = """
+INSERT INTO projection_checkpoints AS c (projection, topic, partition, next_offset, updated_at)
+VALUES %s
+ON CONFLICT (projection, topic, partition) DO UPDATE SET
+    next_offset = GREATEST(c.next_offset, EXCLUDED.next_offset), updated_at = now()
+"""
+
+LOAD_POSITIONS = """
+SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projection = %s
+"""
+
+
+class ProjectionWriter:
+    """Owns one database connection; ``write`` applies a batch and commits once."""
+
+    def __init__(self, connection: PgConnection, projection: str):
+        self.conn = connection
+        self.projection = projection
+        with self.conn.cursor() as cur:
+            cur.execute(STAGING_DDL)
+        self.conn.commit()
+
+    def load_positions(self) -> dict[tuple[str, int], int]:
+        with self.conn.cursor() as cur:
+            cur.execute(LOAD_POSITIONS, (self.projection,))
+            rows = cur.fetchall()
+        self.conn.commit()
+        return {(topic, partition): offset for topic, partition, offset in rows}
+
+    def write(self, changes: Changes) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                self._apply(cur, changes)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+    def _apply(self, cur: Any, changes: Changes) -> None:
+        job_ids = {str(job_id) for job_id in changes.jobs}
+        if changes.jobs:
+            cur.copy_expert(
+                "COPY stage_jobs FROM STDIN",
+                io.StringIO(
+                    copy_text(
+                        (
+                            j.job_id,
+                            s.user_id if s else None,
+                            s.job_type if s else None,
+                            s.total_items if s else None,
+                            s.metadata if s else None,
+                            s.retry_of if s else None,
+                            s.occurred_at if s else None,
+                            j.cancel_requested_at,
+                        )
+                        for j in changes.jobs.values()
+                        for s in (j.submitted,)
+                    )
+                ),
+            )
+            cur.execute(UPSERT_JOBS)
+        if changes.items:
+            cur.copy_expert(
+                "COPY stage_items FROM STDIN",
+                io.StringIO(
+                    copy_text(
+                        (
+                            i.job_id,
+                            i.item_index,
+                            i.submitted,
+                            i.input_data,
+                            i.submitted_at,
+                            i.status,
+                            i.output_data,
+                            i.error_code,
+                            i.error_message,
+                            i.attempts,
+                            i.duration_ms,
+                            i.processed_at,
+                        )
+                        for i in changes.items.values()
+                    )
+                ),
+            )
+            cur.execute(UPSERT_SUBMITTED_ITEMS)
+            cur.execute(APPLY_OUTCOMES)
+            job_ids.update(str(i.job_id) for i in changes.items.values() if i.status)
+        if job_ids:
+            ids = sorted(job_ids)
+            cur.execute(REFRESH_JOBS, {"ids": ids})
+            cur.execute(INSERT_RESULTS, {"ids": ids})
+        if changes.positions:
+            execute_values(
+                cur,
+                SAVE_POSITIONS,
+                [
+                    (self.projection, topic, partition, offset)
+                    for (topic, partition), offset in sorted(changes.positions.items())
+                ],
+                template="(%s, %s, %s, %s, now())",
+            )

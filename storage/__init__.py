@@ -1,0 +1,1 @@
+"""The PostgreSQL schema (one DeclarativeBase, Alembic's target) and engine creation."""

@@ -1,0 +1,103 @@
+"""Tables. ``jobs``, ``items``, ``results`` and ``projection_checkpoints`` are written only by
+the projector; ``api_keys`` only by the API and ``batchctl keys``.
+
+The seed's ``metadata`` column keeps its name but is mapped as ``job_metadata``:
+``metadata`` is reserved by SQLAlchemy's declarative classes.
+"""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.base import Base
+
+TIMESTAMPTZ = DateTime(timezone=True)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    # NULL until the JobSubmitted event is folded (outcomes may arrive first).
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    job_type: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    total_items: Mapped[int | None] = mapped_column(Integer)
+    processed_items: Mapped[int] = mapped_column(Integer, server_default="0")
+    success_items: Mapped[int] = mapped_column(Integer, server_default="0")
+    failed_items: Mapped[int] = mapped_column(Integer, server_default="0")
+    cancelled_items: Mapped[int] = mapped_column(Integer, server_default="0")
+    progress_percent: Mapped[float] = mapped_column(Float, server_default="0")
+    sum_duration_ms: Mapped[float] = mapped_column(Float, server_default="0")
+    job_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    retry_of: Mapped[UUID | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    started_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    last_outcome_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+
+    __table_args__ = (
+        Index("ix_jobs_user_id_created_at", "user_id", "created_at"),
+        Index("ix_jobs_status", "status"),
+    )
+
+
+class Item(Base):
+    __tablename__ = "items"
+
+    job_id: Mapped[UUID] = mapped_column(primary_key=True)
+    item_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    input_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    output_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    processed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+
+    __table_args__ = (Index("ix_items_job_id_status_item_index", "job_id", "status", "item_index"),)
+
+
+class Result(Base):
+    __tablename__ = "results"
+
+    job_id: Mapped[UUID] = mapped_column(primary_key=True)
+    total_time_ms: Mapped[float] = mapped_column(Float)
+    avg_item_time_ms: Mapped[float] = mapped_column(Float)
+    success_rate: Mapped[float] = mapped_column(Float)
+    result_summary: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ)
+
+
+class ProjectionCheckpoint(Base):
+    """The next offset to fold, per (projection, topic, partition); written in the same
+    transaction as the rows it produced."""
+
+    __tablename__ = "projection_checkpoints"
+
+    projection: Mapped[str] = mapped_column(String(64), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 hash is stored; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)

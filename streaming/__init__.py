@@ -1,0 +1,1 @@
+"""Kafka connection settings and client factories shared by every process."""

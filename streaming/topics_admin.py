@@ -1,0 +1,38 @@
+"""Idempotent topic creation. The event logs keep events forever (``retention.ms=-1``)."""
+
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from streaming.clients import make_admin
+from streaming.settings import KafkaSettings
+
+FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+async def create_topics(settings: KafkaSettings, job_types: list[str]) -> list[str]:
+    """Create the missing topics; return the names of those created."""
+    topics = settings.topics
+    wanted = [*topics.event_logs(job_types), topics.dlq]
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            new = [
+                NewTopic(
+                    name=name,
+                    num_partitions=settings.topic_partitions,
+                    replication_factor=settings.topic_replication_factor,
+                    topic_configs=dict(FOREVER),
+                )
+                for name in missing
+            ]
+            response = await admin.create_topics(new, timeout_ms=30_000)
+            for topic_error in response.topic_errors:
+                name, code = topic_error[0], topic_error[1]
+                if code and code != TopicAlreadyExistsError.errno:  # a lost race is fine
+                    raise for_code(code)(f"creating topic {name}: {topic_error[2:]}")
+        return missing
+    finally:
+        await admin.close()
