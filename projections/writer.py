@@ -72,19 +72,20 @@ WITH transitioned AS (
     RETURNING i.job_id, i.status, i.duration_ms, i.processed_at
 )
 INSERT INTO jobs AS j (id, processed_items, success_items, failed_items, cancelled_items,
-                       sum_duration_ms, started_at, last_outcome_at)
+                       sum_duration_us, started_at, last_outcome_at)
 SELECT job_id, count(*),
        count(*) FILTER (WHERE status = 'success'),
        count(*) FILTER (WHERE status = 'failed'),
        count(*) FILTER (WHERE status = 'cancelled'),
-       COALESCE(sum(duration_ms), 0), min(processed_at), max(processed_at)
+       COALESCE(sum(round(duration_ms * 1000)::bigint), 0), min(processed_at),
+       max(processed_at)
 FROM transitioned GROUP BY job_id ORDER BY job_id
 ON CONFLICT (id) DO UPDATE SET
     processed_items = j.processed_items + EXCLUDED.processed_items,
     success_items = j.success_items + EXCLUDED.success_items,
     failed_items = j.failed_items + EXCLUDED.failed_items,
     cancelled_items = j.cancelled_items + EXCLUDED.cancelled_items,
-    sum_duration_ms = j.sum_duration_ms + EXCLUDED.sum_duration_ms,
+    sum_duration_us = j.sum_duration_us + EXCLUDED.sum_duration_us,
     started_at = LEAST(j.started_at, EXCLUDED.started_at),
     last_outcome_at = GREATEST(j.last_outcome_at, EXCLUDED.last_outcome_at)
 """
@@ -120,7 +121,7 @@ INSERT INTO results (job_id, total_time_ms, avg_item_time_ms, success_rate, resu
 SELECT j.id,
        GREATEST(0, EXTRACT(EPOCH FROM (j.completed_at - j.created_at)) * 1000),
        CASE WHEN j.success_items + j.failed_items > 0
-            THEN j.sum_duration_ms / (j.success_items + j.failed_items) ELSE 0 END,
+            THEN j.sum_duration_us / 1000.0 / (j.success_items + j.failed_items) ELSE 0 END,
        CASE WHEN j.total_items > 0
             THEN round(j.success_items::numeric / j.total_items, 4) ELSE 1 END,
        jsonb_build_object(

@@ -32,7 +32,8 @@ class Job(Base):
     failed_items: Mapped[int] = mapped_column(Integer, server_default="0")
     cancelled_items: Mapped[int] = mapped_column(Integer, server_default="0")
     progress_percent: Mapped[float] = mapped_column(Float, server_default="0")
-    sum_duration_ms: Mapped[float] = mapped_column(Float, server_default="0")
+    # Integer microseconds: a sum of floats depends on the order, and replays must be exact.
+    sum_duration_us: Mapped[int] = mapped_column(BigInteger, server_default="0")
     job_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     retry_of: Mapped[UUID | None]
     error_message: Mapped[str | None] = mapped_column(Text)

@@ -17,8 +17,9 @@ def up(settings: DevSettings | None = None) -> Iterator[str]:
     from streaming.topics_admin import create_topics
 
     settings = settings or DevSettings()
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield f"Kafka from KAFKA_BOOTSTRAP_SERVERS ({os.environ['KAFKA_BOOTSTRAP_SERVERS']})"
+    if servers := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        kafka_broker.wait_ready(servers, timeout_s=30)
+        yield f"Kafka from KAFKA_BOOTSTRAP_SERVERS ({servers}) answers"
     else:
         yield kafka_broker.start(settings)
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
@@ -29,3 +30,7 @@ def up(settings: DevSettings | None = None) -> Iterator[str]:
     yield f"topics created: {', '.join(created)}" if created else "topics: all exist"
     upgrade(url)
     yield "database schema at head"
+    env_file = settings.dir / "env"
+    env_file.write_text(
+        f"KAFKA_BOOTSTRAP_SERVERS={os.environ['KAFKA_BOOTSTRAP_SERVERS']}\nDATABASE_URL={url}\n")
+    yield f"connection settings written to {env_file} (`set -a; . {env_file}; set +a`)"

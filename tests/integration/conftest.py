@@ -1,0 +1,129 @@
+"""Real Kafka and PostgreSQL for the integration tests. Each test session gets its own
+database (migrated with Alembic) and its own topic prefix, so it never touches the data of a
+running stack or of another session."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from consumers.registry import job_types
+from migrations.runner import upgrade
+from storage.engine import make_engine, normalise_url
+from streaming.clients import make_admin
+from streaming.settings import KafkaSettings
+from streaming.topics_admin import create_topics
+from tests.integration import services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def kafka_servers() -> Iterator[str]:
+    with services.kafka_bootstrap_servers() as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    with services.postgres_url() as url:
+        yield normalise_url(url)
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    name = f"batch_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(kafka_servers: str) -> Iterator[KafkaSettings]:
+    prefix = f"test{uuid.uuid4().hex[:8]}."
+    settings = KafkaSettings(kafka_bootstrap_servers=kafka_servers, BATCH_TOPIC_PREFIX=prefix,
+                             BATCH_TOPIC_PARTITIONS=3)
+    asyncio.run(create_topics(settings, job_types()))
+    yield settings
+    asyncio.run(_delete_topics(settings))
+
+
+async def _delete_topics(settings: KafkaSettings) -> None:
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if ours:
+            await admin.delete_topics(ours)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def stack_env(kafka_settings: KafkaSettings, database_url: str) -> dict[str, str]:
+    """The environment a worker or projector process of this test session runs with."""
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka_bootstrap_servers,
+            "BATCH_TOPIC_PREFIX": kafka_settings.topic_prefix, "DATABASE_URL": database_url,
+            "BATCH_TOPIC_PARTITIONS": "3", "LOG_LEVEL": "WARNING"}
+
+
+class Processes:
+    """Starts batchctl parts as child processes, as a user would, and stops them."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([sys.executable, "-m", "batchctl", *args],
+                                   env={**self.env, **env}, stdin=subprocess.DEVNULL)
+        self.running.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.running:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def processes(stack_env: dict[str, str]) -> Iterator[Processes]:
+    procs = Processes(stack_env)
+    yield procs
+    procs.stop_all()
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s: {message}")

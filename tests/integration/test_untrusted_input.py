@@ -1,0 +1,95 @@
+"""Upstream systems publish straight to the topics. Poison events go to the dead-letter
+topic with their reasons; an event that still names its item fails that item, so the job
+can finish; the worker keeps going."""
+
+import asyncio
+import uuid
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
+
+from consumers.dead_letters import HEADER_OFFSET, HEADER_REASON, HEADER_TOPIC
+from events.codec import encode
+from events.models import ItemSubmitted, JobSubmitted
+from streaming.clients import connection_options, make_producer
+from tests.integration.conftest import wait_for
+
+
+async def publish(settings, messages: list[tuple[str, bytes, bytes]]) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for topic, key, value in messages:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_dead_letters(settings, expected: int) -> list:
+    consumer = AIOKafkaConsumer(settings.topics.dlq, **connection_options(settings),
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                group_id=None)
+    await consumer.start()
+    letters: list = []
+    try:
+        async with asyncio.timeout(60):
+            while len(letters) < expected:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    letters.extend(records)
+        await asyncio.sleep(1)  # nothing more should arrive
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            letters.extend(records)
+    finally:
+        await consumer.stop()
+    return letters
+
+
+def test_poison_events_are_dead_lettered_and_the_job_still_completes(
+        kafka_settings, engine, processes):
+    processes.start("worker", "--job-type", "query")
+    processes.start("projector")
+    topics = kafka_settings.topics
+    job_id = uuid.uuid4()
+    key = str(job_id).encode()
+
+    def item(index: int, payload: dict) -> bytes:
+        return encode(ItemSubmitted.new(job_id=job_id, item_index=index, job_type="query",
+                                        input=payload))
+
+    schema_violation = orjson.loads(item(3, {"content_hash": "0" * 64}))
+    schema_violation["unexpected"] = "field"
+    messages = [
+        (topics.jobs, key, encode(JobSubmitted.new(job_id=job_id, job_type="query",
+                                                   user_id="upstream", total_items=4))),
+        (topics.items("query"), key, item(0, {"content_hash": "a" * 64})),
+        (topics.items("query"), key, b"\x00\x01 not json at all"),
+        (topics.items("query"), key, item(1, {"content_hash": "not a hash"})),
+        (topics.items("query"), key, orjson.dumps(schema_violation)),
+        (topics.items("query"), key, item(2, {"device_id": "d-1"})),
+    ]
+    asyncio.run(publish(kafka_settings, messages))
+
+    def job_row():
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT * FROM jobs WHERE id = :id AND status = 'completed'"),
+                                {"id": job_id}).mappings().one_or_none()
+
+    job = wait_for(job_row, 90, "the upstream job to complete")
+    assert (job["success_items"], job["failed_items"], job["processed_items"]) == (2, 2, 4)
+    with engine.connect() as conn:
+        errors = dict(conn.execute(text(
+            "SELECT item_index, error_code FROM items WHERE job_id = :id AND status = 'failed'"),
+            {"id": job_id}).all())
+    assert errors == {1: "invalid_input", 3: "malformed_event"}
+
+    letters = asyncio.run(read_dead_letters(kafka_settings, expected=2))
+    reasons = sorted(dict(r.headers)[HEADER_REASON].decode() for r in letters)
+    assert reasons == ["invalid_json", "schema_violation"]
+    for letter in letters:
+        headers = dict(letter.headers)
+        assert headers[HEADER_TOPIC].decode() == topics.items("query")
+        assert int(headers[HEADER_OFFSET]) >= 0
+        assert letter.key == key
+    assert b"\x00\x01 not json at all" in [r.value for r in letters]

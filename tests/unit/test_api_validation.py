@@ -1,0 +1,120 @@
+"""The API's edge, with a fake publisher in place of Kafka and a fixed caller."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from events.models import ItemSubmitted, JobSubmitted
+from ingest_api.app import create_app
+from ingest_api.deps import get_current_user
+from ingest_api.publisher import Outgoing, PublishError
+from ingest_api.settings import ApiSettings
+
+SETTINGS = ApiSettings(database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
+                       BATCH_TOPIC_PREFIX="t.", api_max_items_per_request=50)
+
+
+class FakePublisher:
+    def __init__(self, fail: bool = False):
+        self.published: list[Outgoing] = []
+        self.fail = fail
+
+    async def publish(self, messages):
+        if self.fail:
+            raise PublishError("broker down")
+        self.published.extend(messages)
+
+
+@pytest.fixture
+def publisher():
+    return FakePublisher()
+
+
+@pytest.fixture
+def client(publisher):
+    app = create_app(SETTINGS, publisher=publisher)
+    app.dependency_overrides[get_current_user] = lambda: "alice"
+    with TestClient(app) as client:
+        yield client
+
+
+def enrollment(i: int) -> dict:
+    return {"device_id": f"d{i}", "public_key": "QUJD"}
+
+
+def test_accepted_batch_publishes_the_job_then_one_event_per_item(client, publisher):
+    response = client.post("/batch/jobs", json={
+        "job_type": "enrollment", "items": [enrollment(i) for i in range(3)],
+        "metadata": {"k": "v"}})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "pending" and body["total_items"] == 3
+    first, *items = publisher.published
+    assert isinstance(first.event, JobSubmitted) and first.topic == "t.jobs"
+    assert first.event.user_id == "alice" and first.event.metadata == {"k": "v"}
+    assert str(first.event.job_id) == body["batch_job_id"] == first.key
+    assert [m.topic for m in items] == ["t.items.enrollment"] * 3
+    assert [m.key for m in items] == ["d0", "d1", "d2"]  # the handler's routing key
+    assert all(isinstance(m.event, ItemSubmitted) for m in items)
+    assert [m.event.item_index for m in items] == [0, 1, 2]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ({"job_type": "teleport", "items": [{}]}, "unknown job_type"),
+    ({"job_type": "query", "items": []}, "at least 1 item"),
+    ({"job_type": "query"}, "items"),
+    ({"job_type": "query", "items": [{"content_hash": "0" * 64}], "user_id": "bob"},
+     "Extra inputs"),
+])
+def test_client_mistakes_are_422_with_a_clear_message(client, publisher, body, needle):
+    response = client.post("/batch/jobs", json=body)
+    assert response.status_code == 422
+    assert needle in response.text
+    assert publisher.published == []
+
+
+def test_malformed_json_is_422(client):
+    response = client.post("/batch/jobs", content=b'{"job_type": "query", "items": [',
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert "JSON" in response.text
+
+
+def test_invalid_items_are_named_by_index(client, publisher):
+    items = [{"content_hash": "0" * 64}, {"content_hash": "xyz"}, {"content_hash": "1" * 64},
+             {"content_hash": "0" * 64, "device_id": "d"}]
+    response = client.post("/batch/jobs", json={"job_type": "query", "items": items})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_batch"
+    assert [e["item_index"] for e in body["invalid_items"]] == [1, 3]
+    assert "content_hash" in body["invalid_items"][0]["message"]
+    assert "exactly one" in body["invalid_items"][1]["message"]
+    assert publisher.published == []
+
+
+def test_too_many_items_is_413(client):
+    items = [{"content_hash": "0" * 64}] * 51
+    response = client.post("/batch/jobs", json={"job_type": "query", "items": items})
+    assert response.status_code == 413
+    assert "limit of 50" in response.json()["detail"]
+
+
+def test_an_unreachable_broker_is_503_not_500():
+    app = create_app(SETTINGS, publisher=FakePublisher(fail=True))
+    app.dependency_overrides[get_current_user] = lambda: "alice"
+    with TestClient(app) as client:
+        response = client.post("/batch/jobs", json={
+            "job_type": "query", "items": [{"content_hash": "0" * 64}]})
+    assert response.status_code == 503
+    assert "try again" in response.json()["detail"]
+
+
+def test_no_key_is_401():
+    with TestClient(create_app(SETTINGS, publisher=FakePublisher())) as client:
+        response = client.get("/batch/jobs/00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_malformed_job_id_is_422(client):
+    assert client.get("/batch/jobs/not-a-uuid").status_code == 422

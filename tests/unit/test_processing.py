@@ -1,0 +1,111 @@
+"""process_item with fake handlers: retries, permanent failures, timeouts, bad input."""
+
+import asyncio
+from uuid import uuid4
+
+import pytest
+from pydantic import BaseModel
+
+from consumers.handlers.base import Handler, PermanentError, TransientError
+from consumers.processing import RetryPolicy, process_item
+from events.models import ItemFailed, ItemSubmitted, ItemSucceeded
+
+FAST = RetryPolicy(max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.002)
+
+
+class In(BaseModel):
+    n: int
+
+
+class Out(BaseModel):
+    doubled: int
+
+
+class Scripted(Handler[In, Out]):
+    """Raises the scripted exceptions in turn, then succeeds."""
+
+    job_type = "scripted"
+    input_model = In
+    output_model = Out
+    timeout_s = 0.2
+
+    def __init__(self, *script: BaseException | float):
+        self.script = list(script)
+        self.calls = 0
+
+    async def handle(self, item: In) -> Out:
+        self.calls += 1
+        if self.script:
+            step = self.script.pop(0)
+            if isinstance(step, BaseException):
+                raise step
+            await asyncio.sleep(step)
+        return Out(doubled=item.n * 2)
+
+
+def submitted(payload=None) -> ItemSubmitted:
+    return ItemSubmitted.new(job_id=uuid4(), item_index=4, job_type="scripted",
+                             input=payload if payload is not None else {"n": 21})
+
+
+async def test_success_carries_output_attempts_and_duration():
+    outcome = await process_item(Scripted(0.01), submitted(), FAST)
+    assert isinstance(outcome, ItemSucceeded)
+    assert outcome.output == {"doubled": 42}
+    assert outcome.attempts == 1
+    assert outcome.duration_ms >= 10
+    assert outcome.item_index == 4
+
+
+async def test_transient_twice_then_success_takes_three_attempts():
+    handler = Scripted(TransientError("busy", "try later"), TransientError("busy", "again"))
+    outcome = await process_item(handler, submitted(), FAST)
+    assert isinstance(outcome, ItemSucceeded)
+    assert (outcome.attempts, handler.calls) == (3, 3)
+
+
+async def test_permanent_error_fails_at_once_with_its_code():
+    handler = Scripted(PermanentError("invalid_signature", "does not verify"))
+    outcome = await process_item(handler, submitted(), FAST)
+    assert isinstance(outcome, ItemFailed)
+    assert (outcome.error_code, outcome.error_message) == ("invalid_signature", "does not verify")
+    assert (outcome.attempts, handler.calls) == (1, 1)
+
+
+async def test_attempts_run_out_with_the_last_error():
+    handler = Scripted(*(TransientError("busy", f"try {i}") for i in range(5)))
+    outcome = await process_item(handler, submitted(), FAST)
+    assert isinstance(outcome, ItemFailed)
+    assert (outcome.error_code, outcome.error_message, outcome.attempts) == ("busy", "try 2", 3)
+
+
+async def test_an_unexpected_exception_is_retried_like_a_transient_one():
+    handler = Scripted(ZeroDivisionError("oops"))
+    outcome = await process_item(handler, submitted(), FAST)
+    assert isinstance(outcome, ItemSucceeded) and outcome.attempts == 2
+
+
+async def test_a_slow_handler_times_out_and_is_retried():
+    handler = Scripted(5.0, 5.0, 5.0)
+    outcome = await process_item(handler, submitted(), FAST)
+    assert isinstance(outcome, ItemFailed)
+    assert outcome.error_code == "timeout" and outcome.attempts == 3
+
+
+@pytest.mark.parametrize("payload", [{"n": "many"}, {}, {"n": 1, "extra": True}])
+async def test_invalid_input_fails_without_calling_the_handler(payload):
+    class Strict(In):
+        model_config = {"extra": "forbid"}
+
+    handler = Scripted()
+    handler.input_model = Strict  # type: ignore[misc]
+    outcome = await process_item(handler, submitted(payload), FAST)
+    assert isinstance(outcome, ItemFailed)
+    assert outcome.error_code == "invalid_input" and handler.calls == 0
+
+
+def test_backoff_grows_and_is_capped():
+    policy = RetryPolicy(max_attempts=10, backoff_base_s=1, backoff_max_s=4)
+    for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (8, 4)]:
+        delays = [policy.delay(attempt) for _ in range(200)]
+        assert 0 <= min(delays) and max(delays) <= ceiling
