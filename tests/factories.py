@@ -21,32 +21,50 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def job_submitted(job_id: UUID, total: int, *, user: str = "alice", job_type: str = "query",
-                  when: float = 0) -> JobSubmitted:
-    return JobSubmitted.new(job_id=job_id, job_type=job_type, user_id=user, total_items=total,
-                            metadata={"source": "test"}).model_copy(
-                                update={"occurred_at": at(when)})
+def job_submitted(
+    job_id: UUID, total: int, *, user: str = "alice", job_type: str = "query", when: float = 0
+) -> JobSubmitted:
+    return JobSubmitted.new(
+        job_id=job_id,
+        job_type=job_type,
+        user_id=user,
+        total_items=total,
+        metadata={"source": "test"},
+    ).model_copy(update={"occurred_at": at(when)})
 
 
-def item_submitted(job_id: UUID, index: int, *, job_type: str = "query",
-                   when: float = 0) -> ItemSubmitted:
-    return ItemSubmitted.new(job_id=job_id, item_index=index, job_type=job_type,
-                             input={"content_hash": f"{index:064x}"}).model_copy(
-                                 update={"occurred_at": at(when)})
+def item_submitted(
+    job_id: UUID, index: int, *, job_type: str = "query", when: float = 0
+) -> ItemSubmitted:
+    return ItemSubmitted.new(
+        job_id=job_id, item_index=index, job_type=job_type, input={"content_hash": f"{index:064x}"}
+    ).model_copy(update={"occurred_at": at(when)})
 
 
-def succeeded(job_id: UUID, index: int, *, when: float = 1, duration_ms: float = 1.25,
-              attempts: int = 1) -> ItemSucceeded:
-    event: ItemSucceeded = ItemSucceeded.new(job_id=job_id, item_index=index, attempts=attempts,
-                                             duration_ms=duration_ms, output={"n": index})
+def succeeded(
+    job_id: UUID, index: int, *, when: float = 1, duration_ms: float = 1.25, attempts: int = 1
+) -> ItemSucceeded:
+    event: ItemSucceeded = ItemSucceeded.new(
+        job_id=job_id,
+        item_index=index,
+        attempts=attempts,
+        duration_ms=duration_ms,
+        output={"n": index},
+    )
     return event.model_copy(update={"occurred_at": at(when)})
 
 
-def failed(job_id: UUID, index: int, *, code: str = "boom", when: float = 1,
-           duration_ms: float = 2.5) -> ItemFailed:
-    event: ItemFailed = ItemFailed.new(job_id=job_id, item_index=index, attempts=3,
-                                       duration_ms=duration_ms, error_code=code,
-                                       error_message=f"{code} happened")
+def failed(
+    job_id: UUID, index: int, *, code: str = "boom", when: float = 1, duration_ms: float = 2.5
+) -> ItemFailed:
+    event: ItemFailed = ItemFailed.new(
+        job_id=job_id,
+        item_index=index,
+        attempts=3,
+        duration_ms=duration_ms,
+        error_code=code,
+        error_message=f"{code} happened",
+    )
     return event.model_copy(update={"occurred_at": at(when)})
 
 
@@ -57,7 +75,8 @@ def cancelled(job_id: UUID, index: int, *, when: float = 1) -> ItemCancelled:
 
 def cancel_requested(job_id: UUID, *, when: float = 0.5) -> JobCancelRequested:
     return JobCancelRequested.new(job_id=job_id, user_id="alice").model_copy(
-        update={"occurred_at": at(when)})
+        update={"occurred_at": at(when)}
+    )
 
 
 def mixed_job(total: int = 10, job_id: UUID | None = None) -> tuple[UUID, list[AnyEvent]]:

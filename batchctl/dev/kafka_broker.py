@@ -207,8 +207,7 @@ def wait_ready(
                 os.kill(pid, 0)
             except ProcessLookupError:
                 tail = log.read_text()[-3000:] if log and log.exists() else ""
-                raise DevServiceError(
-                    f"the Kafka broker exited during start-up:\n{tail}") from None
+                raise DevServiceError(f"the Kafka broker exited during start-up:\n{tail}") from None
         time.sleep(0.5)
     raise DevServiceError(f"Kafka at {bootstrap_servers} did not answer within {timeout_s:.0f}s")
 

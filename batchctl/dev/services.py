@@ -32,5 +32,6 @@ def up(settings: DevSettings | None = None) -> Iterator[str]:
     yield "database schema at head"
     env_file = settings.dir / "env"
     env_file.write_text(
-        f"KAFKA_BOOTSTRAP_SERVERS={os.environ['KAFKA_BOOTSTRAP_SERVERS']}\nDATABASE_URL={url}\n")
+        f"KAFKA_BOOTSTRAP_SERVERS={os.environ['KAFKA_BOOTSTRAP_SERVERS']}\nDATABASE_URL={url}\n"
+    )
     yield f"connection settings written to {env_file} (`set -a; . {env_file}; set +a`)"

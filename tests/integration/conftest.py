@@ -62,8 +62,9 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def kafka_settings(kafka_servers: str) -> Iterator[KafkaSettings]:
     prefix = f"test{uuid.uuid4().hex[:8]}."
-    settings = KafkaSettings(kafka_bootstrap_servers=kafka_servers, BATCH_TOPIC_PREFIX=prefix,
-                             BATCH_TOPIC_PARTITIONS=3)
+    settings = KafkaSettings(
+        kafka_bootstrap_servers=kafka_servers, BATCH_TOPIC_PREFIX=prefix, BATCH_TOPIC_PARTITIONS=3
+    )
     asyncio.run(create_topics(settings, job_types()))
     yield settings
     asyncio.run(_delete_topics(settings))
@@ -83,9 +84,14 @@ async def _delete_topics(settings: KafkaSettings) -> None:
 @pytest.fixture(scope="session")
 def stack_env(kafka_settings: KafkaSettings, database_url: str) -> dict[str, str]:
     """The environment a worker or projector process of this test session runs with."""
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka_bootstrap_servers,
-            "BATCH_TOPIC_PREFIX": kafka_settings.topic_prefix, "DATABASE_URL": database_url,
-            "BATCH_TOPIC_PARTITIONS": "3", "LOG_LEVEL": "WARNING"}
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka_bootstrap_servers,
+        "BATCH_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "DATABASE_URL": database_url,
+        "BATCH_TOPIC_PARTITIONS": "3",
+        "LOG_LEVEL": "WARNING",
+    }
 
 
 class Processes:
@@ -96,8 +102,11 @@ class Processes:
         self.running: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen([sys.executable, "-m", "batchctl", *args],
-                                   env={**self.env, **env}, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "batchctl", *args],
+            env={**self.env, **env},
+            stdin=subprocess.DEVNULL,
+        )
         self.running.append(process)
         return process
 

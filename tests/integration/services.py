@@ -23,8 +23,10 @@ def docker_available() -> bool:
 
 
 def _unavailable(what: str) -> None:
-    message = (f"{what} is not set and no Docker engine is available: run the README's test "
-               f"command (scripts/test), or `batchctl dev up` and export it")
+    message = (
+        f"{what} is not set and no Docker engine is available: run the README's test "
+        f"command (scripts/test), or `batchctl dev up` and export it"
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

@@ -19,9 +19,11 @@ ITEMS = 1000
 
 @pytest.fixture(scope="module")
 def api(kafka_settings, database_url) -> Iterator[TestClient]:
-    settings = ApiSettings(kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
-                           BATCH_TOPIC_PREFIX=kafka_settings.topic_prefix,
-                           database_url=database_url)
+    settings = ApiSettings(
+        kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
+        BATCH_TOPIC_PREFIX=kafka_settings.topic_prefix,
+        database_url=database_url,
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -29,8 +31,10 @@ def api(kafka_settings, database_url) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def keys(engine) -> dict[str, dict[str, str]]:
     with sessionmaker(engine)() as session:
-        return {user: {"Authorization": f"Bearer {create_key(session, user_id=user).secret}"}
-                for user in ("alice", "bob")}
+        return {
+            user: {"Authorization": f"Bearer {create_key(session, user_id=user).secret}"}
+            for user in ("alice", "bob")
+        }
 
 
 def content_hash(i: int) -> str:
@@ -42,8 +46,11 @@ def test_a_thousand_items_complete_with_exact_counts(api, keys, processes):
     processes.start("projector")
     alice = keys["alice"]
     items = [{"content_hash": content_hash(i)} for i in range(ITEMS)]
-    response = api.post("/batch/jobs", headers=alice,
-                        json={"job_type": "query", "items": items, "metadata": {"run": "it"}})
+    response = api.post(
+        "/batch/jobs",
+        headers=alice,
+        json={"job_type": "query", "items": items, "metadata": {"run": "it"}},
+    )
     assert response.status_code == 202, response.text
     job_id = response.json()["batch_job_id"]
     assert response.json()["total_items"] == ITEMS
@@ -61,7 +68,9 @@ def test_a_thousand_items_complete_with_exact_counts(api, keys, processes):
     result = job["result"]
     assert result["success_rate"] == 1
     assert result["result_summary"] == {
-        "counts": {"success": ITEMS, "failed": 0, "cancelled": 0}, "top_errors": []}
+        "counts": {"success": ITEMS, "failed": 0, "cancelled": 0},
+        "top_errors": [],
+    }
     assert result["avg_item_time_ms"] >= 0 and result["total_time_ms"] > 0
 
     seen, cursor, pages = [], None, 0
@@ -79,8 +88,9 @@ def test_a_thousand_items_complete_with_exact_counts(api, keys, processes):
     assert all(i["output_data"] == {"echo": i["input_data"]} for i in seen)
     assert seen[7]["input_data"] == {"content_hash": content_hash(7)}
 
-    failed_page = api.get(f"/batch/jobs/{job_id}/items", headers=alice,
-                          params={"status": "failed"}).json()
+    failed_page = api.get(
+        f"/batch/jobs/{job_id}/items", headers=alice, params={"status": "failed"}
+    ).json()
     assert failed_page == {"items": [], "next_cursor": None}
 
     # Another user's job is indistinguishable from a missing one.

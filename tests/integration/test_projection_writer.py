@@ -32,14 +32,27 @@ def write(writer: ProjectionWriter, events: list[AnyEvent], offset: int = 0) -> 
 def snapshot(engine: Engine, job_id: uuid.UUID) -> dict[str, Any]:
     """Everything the tables say about a job, without its id (so two jobs can compare)."""
     with engine.connect() as conn:
-        job = conn.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id}).mappings().one()
-        items = conn.execute(text("SELECT * FROM items WHERE job_id = :id ORDER BY item_index"),
-                             {"id": job_id}).mappings().all()
-        result = conn.execute(text("SELECT * FROM results WHERE job_id = :id"),
-                              {"id": job_id}).mappings().one_or_none()
+        job = (
+            conn.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id}).mappings().one()
+        )
+        items = (
+            conn.execute(
+                text("SELECT * FROM items WHERE job_id = :id ORDER BY item_index"), {"id": job_id}
+            )
+            .mappings()
+            .all()
+        )
+        result = (
+            conn.execute(text("SELECT * FROM results WHERE job_id = :id"), {"id": job_id})
+            .mappings()
+            .one_or_none()
+        )
     strip = lambda row, key: {k: v for k, v in row.items() if k != key}  # noqa: E731
-    return {"job": strip(job, "id"), "items": [strip(i, "job_id") for i in items],
-            "result": strip(result, "job_id") if result else None}
+    return {
+        "job": strip(job, "id"),
+        "items": [strip(i, "job_id") for i in items],
+        "result": strip(result, "job_id") if result else None,
+    }
 
 
 def test_a_job_folds_to_exact_counts_times_and_result(engine, writer):
@@ -60,13 +73,12 @@ def test_a_job_folds_to_exact_counts_times_and_result(engine, writer):
     assert result["success_rate"] == pytest.approx(0.7)
     assert result["result_summary"] == {
         "counts": {"success": 7, "failed": 3, "cancelled": 0},
-        "top_errors": [{"code": "bad_signature", "count": 2},
-                       {"code": "not_enrolled", "count": 1}]}
+        "top_errors": [{"code": "bad_signature", "count": 2}, {"code": "not_enrolled", "count": 1}],
+    }
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_any_order_and_batching_with_duplicates_converges_to_the_same_state(
-        engine, writer, seed):
+def test_any_order_and_batching_with_duplicates_converges_to_the_same_state(engine, writer, seed):
     rnd = random.Random(seed)
     reference_id, reference = f.mixed_job(25)
     write(writer, reference)
@@ -76,15 +88,22 @@ def test_any_order_and_batching_with_duplicates_converges_to_the_same_state(
     start = 0
     while start < len(events):
         size = rnd.randint(1, 12)
-        write(writer, events[start:start + size], offset=start)
+        write(writer, events[start : start + size], offset=start)
         start += size
     assert snapshot(engine, job_id) == snapshot(engine, reference_id)
 
 
 def test_a_later_different_outcome_changes_nothing(engine, writer):
     job_id = uuid.uuid4()
-    write(writer, [f.job_submitted(job_id, 2), f.item_submitted(job_id, 0),
-                   f.item_submitted(job_id, 1), f.succeeded(job_id, 0)])
+    write(
+        writer,
+        [
+            f.job_submitted(job_id, 2),
+            f.item_submitted(job_id, 0),
+            f.item_submitted(job_id, 1),
+            f.succeeded(job_id, 0),
+        ],
+    )
     before = snapshot(engine, job_id)
     write(writer, [f.failed(job_id, 0, code="late"), f.cancelled(job_id, 0)])
     assert snapshot(engine, job_id) == before
@@ -98,8 +117,10 @@ def test_outcomes_before_the_job_is_known_wait_for_its_total(engine, writer):
     early = snapshot(engine, job_id)
     assert early["job"]["status"] == "processing" and early["job"]["total_items"] is None
     assert early["items"][0]["input_data"] is None
-    write(writer, [f.item_submitted(job_id, 1), f.job_submitted(job_id, 2),
-                   f.item_submitted(job_id, 0)])
+    write(
+        writer,
+        [f.item_submitted(job_id, 1), f.job_submitted(job_id, 2), f.item_submitted(job_id, 0)],
+    )
     final = snapshot(engine, job_id)
     assert final["job"]["status"] == "completed"
     assert final["items"][0]["input_data"] == {"content_hash": "0" * 64}
@@ -109,13 +130,24 @@ def test_outcomes_before_the_job_is_known_wait_for_its_total(engine, writer):
 
 def test_cancelled_items_end_the_job_cancelled(engine, writer):
     job_id = uuid.uuid4()
-    write(writer, [f.job_submitted(job_id, 3), f.succeeded(job_id, 0),
-                   f.cancel_requested(job_id), f.cancelled(job_id, 1), f.cancelled(job_id, 2)])
+    write(
+        writer,
+        [
+            f.job_submitted(job_id, 3),
+            f.succeeded(job_id, 0),
+            f.cancel_requested(job_id),
+            f.cancelled(job_id, 1),
+            f.cancelled(job_id, 2),
+        ],
+    )
     state = snapshot(engine, job_id)
     assert state["job"]["status"] == "cancelled"
     assert state["job"]["cancel_requested_at"] == f.at(0.5)
     assert state["result"]["result_summary"]["counts"] == {
-        "success": 1, "failed": 0, "cancelled": 2}
+        "success": 1,
+        "failed": 0,
+        "cancelled": 2,
+    }
 
 
 def test_positions_are_stored_with_the_rows_or_not_at_all(engine, writer, monkeypatch):

@@ -27,9 +27,13 @@ async def publish(settings, messages: list[tuple[str, bytes, bytes]]) -> None:
 
 
 async def read_dead_letters(settings, expected: int) -> list:
-    consumer = AIOKafkaConsumer(settings.topics.dlq, **connection_options(settings),
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                group_id=None)
+    consumer = AIOKafkaConsumer(
+        settings.topics.dlq,
+        **connection_options(settings),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     letters: list = []
     try:
@@ -47,7 +51,8 @@ async def read_dead_letters(settings, expected: int) -> list:
 
 
 def test_poison_events_are_dead_lettered_and_the_job_still_completes(
-        kafka_settings, engine, processes):
+    kafka_settings, engine, processes
+):
     processes.start("worker", "--job-type", "query")
     processes.start("projector")
     topics = kafka_settings.topics
@@ -55,14 +60,20 @@ def test_poison_events_are_dead_lettered_and_the_job_still_completes(
     key = str(job_id).encode()
 
     def item(index: int, payload: dict) -> bytes:
-        return encode(ItemSubmitted.new(job_id=job_id, item_index=index, job_type="query",
-                                        input=payload))
+        return encode(
+            ItemSubmitted.new(job_id=job_id, item_index=index, job_type="query", input=payload)
+        )
 
     schema_violation = orjson.loads(item(3, {"content_hash": "0" * 64}))
     schema_violation["unexpected"] = "field"
     messages = [
-        (topics.jobs, key, encode(JobSubmitted.new(job_id=job_id, job_type="query",
-                                                   user_id="upstream", total_items=4))),
+        (
+            topics.jobs,
+            key,
+            encode(
+                JobSubmitted.new(job_id=job_id, job_type="query", user_id="upstream", total_items=4)
+            ),
+        ),
         (topics.items("query"), key, item(0, {"content_hash": "a" * 64})),
         (topics.items("query"), key, b"\x00\x01 not json at all"),
         (topics.items("query"), key, item(1, {"content_hash": "not a hash"})),
@@ -73,15 +84,27 @@ def test_poison_events_are_dead_lettered_and_the_job_still_completes(
 
     def job_row():
         with engine.connect() as conn:
-            return conn.execute(text("SELECT * FROM jobs WHERE id = :id AND status = 'completed'"),
-                                {"id": job_id}).mappings().one_or_none()
+            return (
+                conn.execute(
+                    text("SELECT * FROM jobs WHERE id = :id AND status = 'completed'"),
+                    {"id": job_id},
+                )
+                .mappings()
+                .one_or_none()
+            )
 
     job = wait_for(job_row, 90, "the upstream job to complete")
     assert (job["success_items"], job["failed_items"], job["processed_items"]) == (2, 2, 4)
     with engine.connect() as conn:
-        errors = dict(conn.execute(text(
-            "SELECT item_index, error_code FROM items WHERE job_id = :id AND status = 'failed'"),
-            {"id": job_id}).all())
+        errors = dict(
+            conn.execute(
+                text(
+                    "SELECT item_index, error_code FROM items"
+                    " WHERE job_id = :id AND status = 'failed'"
+                ),
+                {"id": job_id},
+            ).all()
+        )
     assert errors == {1: "invalid_input", 3: "malformed_event"}
 
     letters = asyncio.run(read_dead_letters(kafka_settings, expected=2))

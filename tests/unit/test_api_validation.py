@@ -9,8 +9,11 @@ from ingest_api.deps import get_current_user
 from ingest_api.publisher import Outgoing, PublishError
 from ingest_api.settings import ApiSettings
 
-SETTINGS = ApiSettings(database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
-                       BATCH_TOPIC_PREFIX="t.", api_max_items_per_request=50)
+SETTINGS = ApiSettings(
+    database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
+    BATCH_TOPIC_PREFIX="t.",
+    api_max_items_per_request=50,
+)
 
 
 class FakePublisher:
@@ -42,9 +45,14 @@ def enrollment(i: int) -> dict:
 
 
 def test_accepted_batch_publishes_the_job_then_one_event_per_item(client, publisher):
-    response = client.post("/batch/jobs", json={
-        "job_type": "enrollment", "items": [enrollment(i) for i in range(3)],
-        "metadata": {"k": "v"}})
+    response = client.post(
+        "/batch/jobs",
+        json={
+            "job_type": "enrollment",
+            "items": [enrollment(i) for i in range(3)],
+            "metadata": {"k": "v"},
+        },
+    )
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "pending" and body["total_items"] == 3
@@ -58,13 +66,18 @@ def test_accepted_batch_publishes_the_job_then_one_event_per_item(client, publis
     assert [m.event.item_index for m in items] == [0, 1, 2]  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(("body", "needle"), [
-    ({"job_type": "teleport", "items": [{}]}, "unknown job_type"),
-    ({"job_type": "query", "items": []}, "at least 1 item"),
-    ({"job_type": "query"}, "items"),
-    ({"job_type": "query", "items": [{"content_hash": "0" * 64}], "user_id": "bob"},
-     "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"job_type": "teleport", "items": [{}]}, "unknown job_type"),
+        ({"job_type": "query", "items": []}, "at least 1 item"),
+        ({"job_type": "query"}, "items"),
+        (
+            {"job_type": "query", "items": [{"content_hash": "0" * 64}], "user_id": "bob"},
+            "Extra inputs",
+        ),
+    ],
+)
 def test_client_mistakes_are_422_with_a_clear_message(client, publisher, body, needle):
     response = client.post("/batch/jobs", json=body)
     assert response.status_code == 422
@@ -73,15 +86,22 @@ def test_client_mistakes_are_422_with_a_clear_message(client, publisher, body, n
 
 
 def test_malformed_json_is_422(client):
-    response = client.post("/batch/jobs", content=b'{"job_type": "query", "items": [',
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/batch/jobs",
+        content=b'{"job_type": "query", "items": [',
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 422
     assert "JSON" in response.text
 
 
 def test_invalid_items_are_named_by_index(client, publisher):
-    items = [{"content_hash": "0" * 64}, {"content_hash": "xyz"}, {"content_hash": "1" * 64},
-             {"content_hash": "0" * 64, "device_id": "d"}]
+    items = [
+        {"content_hash": "0" * 64},
+        {"content_hash": "xyz"},
+        {"content_hash": "1" * 64},
+        {"content_hash": "0" * 64, "device_id": "d"},
+    ]
     response = client.post("/batch/jobs", json={"job_type": "query", "items": items})
     assert response.status_code == 422
     body = response.json()
@@ -103,8 +123,9 @@ def test_an_unreachable_broker_is_503_not_500():
     app = create_app(SETTINGS, publisher=FakePublisher(fail=True))
     app.dependency_overrides[get_current_user] = lambda: "alice"
     with TestClient(app) as client:
-        response = client.post("/batch/jobs", json={
-            "job_type": "query", "items": [{"content_hash": "0" * 64}]})
+        response = client.post(
+            "/batch/jobs", json={"job_type": "query", "items": [{"content_hash": "0" * 64}]}
+        )
     assert response.status_code == 503
     assert "try again" in response.json()["detail"]
 

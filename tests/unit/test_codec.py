@@ -12,8 +12,14 @@ from tests import factories as f
 
 def all_event_kinds():
     job = uuid4()
-    return [f.job_submitted(job, 3), f.cancel_requested(job), f.item_submitted(job, 0),
-            f.succeeded(job, 0), f.failed(job, 1), f.cancelled(job, 2)]
+    return [
+        f.job_submitted(job, 3),
+        f.cancel_requested(job),
+        f.item_submitted(job, 0),
+        f.succeeded(job, 0),
+        f.failed(job, 1),
+        f.cancelled(job, 2),
+    ]
 
 
 @pytest.mark.parametrize("event", all_event_kinds(), ids=lambda e: e.event_type)
@@ -25,13 +31,16 @@ def test_every_event_class_is_covered_by_the_round_trip():
     assert {e.event_type for e in all_event_kinds()} == set(EVENT_CLASSES)
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (None, "empty"),
-    (b"\xff\xfe not json", "invalid_json"),
-    (b"[1, 2]", "not_an_object"),
-    (b'{"event_type": "Nope", "schema_version": 1}', "unknown_event_type"),
-    (b'{"schema_version": 1}', "unknown_event_type"),
-])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (None, "empty"),
+        (b"\xff\xfe not json", "invalid_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b'{"event_type": "Nope", "schema_version": 1}', "unknown_event_type"),
+        (b'{"schema_version": 1}', "unknown_event_type"),
+    ],
+)
 def test_undecodable_bytes_raise_one_error_type(data, reason):
     with pytest.raises(EventDecodeError) as caught:
         decode(data)
@@ -86,8 +95,14 @@ class ThingV2(Event):
 
 
 def _thing(version: int, **fields):
-    return {"event_id": str(uuid4()), "event_type": "Thing", "schema_version": version,
-            "occurred_at": "2026-01-01T00:00:00Z", "job_id": str(uuid4()), **fields}
+    return {
+        "event_id": str(uuid4()),
+        "event_type": "Thing",
+        "schema_version": version,
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "job_id": str(uuid4()),
+        **fields,
+    }
 
 
 @pytest.fixture

@@ -5,8 +5,16 @@ from projections.copy_format import copy_text
 
 
 def test_nulls_escapes_and_json():
-    row = (UUID(int=1), None, True, 3, 1.5, datetime(2026, 1, 2, tzinfo=UTC),
-           "tab\there\nnew\\line", {"k": "v\tw"})
+    row = (
+        UUID(int=1),
+        None,
+        True,
+        3,
+        1.5,
+        datetime(2026, 1, 2, tzinfo=UTC),
+        "tab\there\nnew\\line",
+        {"k": "v\tw"},
+    )
     line = copy_text([row])
     fields = line.rstrip("\n").split("\t")
     assert fields[0] == "00000000-0000-0000-0000-000000000001"

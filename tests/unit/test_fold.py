@@ -41,8 +41,9 @@ def test_outcome_before_submission_is_the_same_item_change():
 def test_first_job_submission_wins_and_earliest_cancel_is_kept():
     job = uuid4()
     first, second = f.job_submitted(job, 5, user="alice"), f.job_submitted(job, 9, user="eve")
-    changes = fold([first, f.cancel_requested(job, when=3), second,
-                    f.cancel_requested(job, when=2)])
+    changes = fold(
+        [first, f.cancel_requested(job, when=3), second, f.cancel_requested(job, when=2)]
+    )
     assert changes.jobs[job].submitted == first
     assert changes.jobs[job].cancel_requested_at == f.at(2)
 

@@ -13,8 +13,11 @@ def test_item_ids_derive_from_job_and_index_only():
 
 def test_every_outcome_of_an_item_shares_one_id():
     job = uuid4()
-    outcome_ids = {f.succeeded(job, 3).event_id, f.failed(job, 3).event_id,
-                   f.cancelled(job, 3).event_id}
+    outcome_ids = {
+        f.succeeded(job, 3).event_id,
+        f.failed(job, 3).event_id,
+        f.cancelled(job, 3).event_id,
+    }
     assert len(outcome_ids) == 1
     assert outcome_ids != {f.item_submitted(job, 3).event_id}
 

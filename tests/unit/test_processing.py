@@ -44,8 +44,12 @@ class Scripted(Handler[In, Out]):
 
 
 def submitted(payload=None) -> ItemSubmitted:
-    return ItemSubmitted.new(job_id=uuid4(), item_index=4, job_type="scripted",
-                             input=payload if payload is not None else {"n": 21})
+    return ItemSubmitted.new(
+        job_id=uuid4(),
+        item_index=4,
+        job_type="scripted",
+        input=payload if payload is not None else {"n": 21},
+    )
 
 
 async def test_success_carries_output_attempts_and_duration():
@@ -108,4 +112,4 @@ def test_backoff_grows_and_is_capped():
     policy = RetryPolicy(max_attempts=10, backoff_base_s=1, backoff_max_s=4)
     for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (8, 4)]:
         delays = [policy.delay(attempt) for _ in range(200)]
-        assert 0 <= min(delays) and max(delays) <= ceiling
+        assert min(delays) >= 0 and max(delays) <= ceiling
