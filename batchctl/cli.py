@@ -110,9 +110,13 @@ def demo(
 ) -> None:
     """Bring up the services, run the stack, submit a sample batch of each job type and show
     them completed."""
-    from batchctl.demo import run_demo
+    from batchctl.demo import DemoFailed, run_demo
+    from batchctl.dev.errors import DevServiceError
 
-    run_demo(port=port, items_per_job=items, console=console)
+    try:
+        run_demo(port=port, items_per_job=items, console=console)
+    except (DevServiceError, DemoFailed) as exc:
+        raise _fail(str(exc)) from None
 
 
 # --- local services ------------------------------------------------------------------------

@@ -19,6 +19,10 @@ from batchctl.supervisor import Supervisor, stack_parts
 DEMO_USER = "demo-user"
 
 
+class DemoFailed(Exception):
+    """The demo could not complete; the message says where to look."""
+
+
 def sample_items(job_type: str, count: int) -> list[dict[str, Any]]:
     """Well-formed sample inputs for the built-in job types."""
     items: list[dict[str, Any]] = []
@@ -50,7 +54,7 @@ def _wait_ready(client: httpx.Client, timeout_s: float = 60) -> None:
         except httpx.TransportError:
             pass
         time.sleep(0.3)
-    raise RuntimeError("the API did not become ready")
+    raise DemoFailed("the API did not become ready")
 
 
 def _create_key(database_url: str) -> str:
@@ -81,7 +85,7 @@ def _wait_finished(
         ):
             return jobs
         time.sleep(0.3)
-    raise RuntimeError(f"jobs did not finish within {timeout_s:.0f}s: {jobs}")
+    raise DemoFailed(f"jobs did not finish within {timeout_s:.0f}s: {jobs}")
 
 
 def run_demo(*, port: int, items_per_job: int, console: Console) -> None:
@@ -117,27 +121,46 @@ def run_demo(*, port: int, items_per_job: int, console: Console) -> None:
                         "metadata": {"source": "batchctl demo"},
                     },
                 )
-                response.raise_for_status()
+                if response.status_code != 202:
+                    raise DemoFailed(f"submitting {job_type} failed: {response.status_code} "
+                                     f"{response.text}")
                 body = response.json()
                 submitted[body["batch_job_id"]] = job_type
                 console.print(
                     f"submitted {job_type}: {body['total_items']} items -> "
                     f"job {body['batch_job_id']} ({response.status_code})"
                 )
-            jobs = _wait_finished(client, list(submitted), timeout_s=120)
+            try:
+                jobs = _wait_finished(client, list(submitted), timeout_s=120)
+            except DemoFailed as exc:
+                raise DemoFailed(f"{exc}\nsee the parts' logs in {log_file}") from None
             elapsed = time.monotonic() - started
             first = next(iter(submitted))
             sample = client.get(f"/batch/jobs/{first}/items", params={"limit": 1}).json()
         table = Table(title=f"jobs finished in {elapsed:.1f}s (read from GET /batch/jobs/<id>)")
-        for column in ("job type", "job id", "status", "total", "success", "failed",
-                       "progress", "avg item ms"):
+        for column in (
+            "job type",
+            "job id",
+            "status",
+            "total",
+            "success",
+            "failed",
+            "progress",
+            "avg item ms",
+        ):
             table.add_column(column)
         for job_id, job in jobs.items():
             result = job["result"] or {}
-            table.add_row(submitted[job_id], job_id[:8] + "…", job["status"],
-                          str(job["total_items"]), str(job["success_items"]),
-                          str(job["failed_items"]), f"{job['progress_percent']:.0f}%",
-                          f"{result.get('avg_item_time_ms', 0):.3f}")
+            table.add_row(
+                submitted[job_id],
+                job_id[:8] + "…",
+                job["status"],
+                str(job["total_items"]),
+                str(job["success_items"]),
+                str(job["failed_items"]),
+                f"{job['progress_percent']:.0f}%",
+                f"{result.get('avg_item_time_ms', 0):.3f}",
+            )
         console.print(table)
         console.print("first item of the first job:", sample["items"][0])
     finally:

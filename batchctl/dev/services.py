@@ -30,6 +30,7 @@ def up(settings: DevSettings | None = None) -> Iterator[str]:
     yield f"topics created: {', '.join(created)}" if created else "topics: all exist"
     upgrade(url)
     yield "database schema at head"
+    settings.dir.mkdir(parents=True, exist_ok=True)
     env_file = settings.dir / "env"
     env_file.write_text(
         f"KAFKA_BOOTSTRAP_SERVERS={os.environ['KAFKA_BOOTSTRAP_SERVERS']}\nDATABASE_URL={url}\n"

@@ -39,4 +39,5 @@ def test_kafka_is_the_pinned_version_and_the_setup_step_gates_the_parts():
     assert "batchctl db upgrade" in " ".join(SERVICES["setup"]["entrypoint"])
     for name in ("api", "projector"):
         assert SERVICES[name]["depends_on"]["setup"]["condition"] == (
-            "service_completed_successfully")
+            "service_completed_successfully"
+        )
