@@ -108,63 +108,81 @@ def run_demo(*, port: int, items_per_job: int, console: Console) -> None:
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
         ) as client:
-            _wait_ready(client)
-            console.rule("sample batches")
-            started = time.monotonic()
-            submitted = {}
-            for job_type in job_types():
-                response = client.post(
-                    "/batch/jobs",
-                    json={
-                        "job_type": job_type,
-                        "items": sample_items(job_type, items_per_job),
-                        "metadata": {"source": "batchctl demo"},
-                    },
-                )
-                if response.status_code != 202:
-                    raise DemoFailed(f"submitting {job_type} failed: {response.status_code} "
-                                     f"{response.text}")
-                body = response.json()
-                submitted[body["batch_job_id"]] = job_type
-                console.print(
-                    f"submitted {job_type}: {body['total_items']} items -> "
-                    f"job {body['batch_job_id']} ({response.status_code})"
-                )
-            try:
-                jobs = _wait_finished(client, list(submitted), timeout_s=120)
-            except DemoFailed as exc:
-                raise DemoFailed(f"{exc}\nsee the parts' logs in {log_file}") from None
-            elapsed = time.monotonic() - started
-            first = next(iter(submitted))
-            sample = client.get(f"/batch/jobs/{first}/items", params={"limit": 1}).json()
-        table = Table(title=f"jobs finished in {elapsed:.1f}s (read from GET /batch/jobs/<id>)")
-        for column in (
-            "job type",
-            "job id",
-            "status",
-            "total",
-            "success",
-            "failed",
-            "progress",
-            "avg item ms",
-        ):
-            table.add_column(column)
-        for job_id, job in jobs.items():
-            result = job["result"] or {}
-            table.add_row(
-                submitted[job_id],
-                job_id[:8] + "…",
-                job["status"],
-                str(job["total_items"]),
-                str(job["success_items"]),
-                str(job["failed_items"]),
-                f"{job['progress_percent']:.0f}%",
-                f"{result.get('avg_item_time_ms', 0):.3f}",
-            )
-        console.print(table)
-        console.print("first item of the first job:", sample["items"][0])
+            _show(console, *_submit_samples(client, console, job_types(), items_per_job))
+    except httpx.HTTPError as exc:
+        raise DemoFailed(f"talking to the API failed: {exc!r}") from None
+    except DemoFailed as exc:
+        raise DemoFailed(f"{exc}\nsee the parts' logs in {log_file}") from None
     finally:
         supervisor.stop_all()
     console.print(
         "stack stopped; Kafka and PostgreSQL keep running (`batchctl dev down` stops them)"
     )
+
+
+def _submit_samples(
+    client: httpx.Client, console: Console, job_types: list[str], items_per_job: int
+) -> tuple[dict[str, str], dict[str, dict[str, Any]], float, dict[str, Any]]:
+    _wait_ready(client)
+    console.rule("sample batches")
+    started = time.monotonic()
+    submitted: dict[str, str] = {}
+    for job_type in job_types:
+        response = client.post(
+            "/batch/jobs",
+            json={
+                "job_type": job_type,
+                "items": sample_items(job_type, items_per_job),
+                "metadata": {"source": "batchctl demo"},
+            },
+        )
+        if response.status_code != 202:
+            raise DemoFailed(
+                f"submitting {job_type} failed: {response.status_code} {response.text}"
+            )
+        body = response.json()
+        submitted[body["batch_job_id"]] = job_type
+        console.print(
+            f"submitted {job_type}: {body['total_items']} items -> "
+            f"job {body['batch_job_id']} ({response.status_code})"
+        )
+    jobs = _wait_finished(client, list(submitted), timeout_s=120)
+    elapsed = time.monotonic() - started
+    first = next(iter(submitted))
+    sample = client.get(f"/batch/jobs/{first}/items", params={"limit": 1}).json()
+    return submitted, jobs, elapsed, sample["items"][0]
+
+
+def _show(
+    console: Console,
+    submitted: dict[str, str],
+    jobs: dict[str, dict[str, Any]],
+    elapsed: float,
+    sample_item: dict[str, Any],
+) -> None:
+    table = Table(title=f"jobs finished in {elapsed:.1f}s (read from GET /batch/jobs/<id>)")
+    for column in (
+        "job type",
+        "job id",
+        "status",
+        "total",
+        "success",
+        "failed",
+        "progress",
+        "avg item ms",
+    ):
+        table.add_column(column)
+    for job_id, job in jobs.items():
+        result = job["result"] or {}
+        table.add_row(
+            submitted[job_id],
+            job_id[:8] + "…",
+            job["status"],
+            str(job["total_items"]),
+            str(job["success_items"]),
+            str(job["failed_items"]),
+            f"{job['progress_percent']:.0f}%",
+            f"{result.get('avg_item_time_ms', 0):.3f}",
+        )
+    console.print(table)
+    console.print("first item of the first job:", sample_item)
