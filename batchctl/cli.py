@@ -114,7 +114,8 @@ def demo(
     from batchctl.dev.errors import DevServiceError
 
     try:
-        run_demo(port=port, items_per_job=items, console=console)
+        # wide enough for the summary table also when the output is not a terminal
+        run_demo(port=port, items_per_job=items, console=Console(width=max(console.width, 110)))
     except (DevServiceError, DemoFailed) as exc:
         raise _fail(str(exc)) from None
 

@@ -27,4 +27,4 @@ class EnrollmentHandler(Handler[EnrollmentInput, EchoOutput]):
         return item.device_id  # one device's enrollments are decided in order
 
     async def handle(self, item: EnrollmentInput) -> EchoOutput:
-        return EchoOutput(echo=item.model_dump(mode="json"))
+        return EchoOutput(echo=item.model_dump(mode="json", exclude_none=True))

@@ -28,4 +28,4 @@ class ProofLockHandler(Handler[ProofLockInput, EchoOutput]):
         return item.content_hash  # locks of one hash are arbitrated in order
 
     async def handle(self, item: ProofLockInput) -> EchoOutput:
-        return EchoOutput(echo=item.model_dump(mode="json"))
+        return EchoOutput(echo=item.model_dump(mode="json", exclude_none=True))
