@@ -139,3 +139,9 @@ def test_no_key_is_401():
 
 def test_a_malformed_job_id_is_422(client):
     assert client.get("/batch/jobs/not-a-uuid").status_code == 422
+
+
+def test_readyz_is_503_when_postgres_is_unreachable(client):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["postgres"].startswith("unreachable")
