@@ -1,20 +1,38 @@
 """One item through its handler: validation, timeout, retries with backoff, and the outcome.
 
-Nothing a handler does escapes from here: every path ends in exactly one outcome event.
+Nothing a handler does escapes from here: every path ends in exactly one outcome event,
+returned encoded (``events.outcome_wire``: this is the hot path). Everything a handler
+supplies is made valid here first: its output is checked against its output model, and
+error codes and messages are brought within the contract.
 """
 
 import asyncio
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from consumers.handlers.base import Handler, PermanentError, TransientError
-from events.models import ItemFailed, ItemOutcome, ItemSubmitted, ItemSucceeded
+from events import outcome_wire
+from events.models import ItemSubmitted
 
 log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 4096
+_NOT_CODE = re.compile(r"[^a-z0-9_]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An encoded outcome event and its type."""
+
+    event_type: str
+    value: bytes
 
 
 @dataclass(frozen=True)
@@ -29,27 +47,58 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
+def error_code(code: object) -> str:
+    """A handler's error code brought within the contract: ``^[a-z][a-z0-9_]*$``, <= 64."""
+    text = _NOT_CODE.sub("_", str(code).lower()).strip("_")[:64]
+    if not text or not text[0].isalpha():
+        text = ("e_" + text)[:64] if text else "handler_error"
+    return text
+
+
 def validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "item"
     return f"{where}: {first['msg']}"
 
 
+def failed(
+    job_id: UUID, item_index: int, code: str, message: str, attempts: int, duration_ms: float = 0.0
+) -> Outcome:
+    return Outcome(
+        "ItemFailed",
+        outcome_wire.failed(
+            job_id,
+            item_index,
+            attempts=attempts,
+            duration_ms=duration_ms,
+            error_code=error_code(code),
+            error_message=str(message)[:MAX_MESSAGE],
+        ),
+    )
+
+
+def cancelled(job_id: UUID, item_index: int) -> Outcome:
+    return Outcome("ItemCancelled", outcome_wire.cancelled(job_id, item_index))
+
+
+def _output(handler: Handler, output: Any) -> dict[str, Any]:  # type: ignore[type-arg]
+    model = handler.output_model
+    if not isinstance(output, model):
+        output = model.model_validate(output)
+    result: dict[str, Any] = output.model_dump(mode="json")
+    return result
+
+
 async def process_item(
     handler: Handler,
     event: ItemSubmitted,  # type: ignore[type-arg]
     policy: RetryPolicy,
-) -> ItemOutcome:
+) -> Outcome:
+    job_id, index = event.job_id, event.item_index
     try:
         item = handler.input_model.model_validate(event.input)
     except ValidationError as exc:
-        return ItemFailed.new(
-            job_id=event.job_id,
-            item_index=event.item_index,
-            attempts=0,
-            error_code="invalid_input",
-            error_message=validation_message(exc),
-        )
+        return failed(job_id, index, "invalid_input", validation_message(exc), attempts=0)
     spent_ms = 0.0
     attempt = 0
     while True:
@@ -57,44 +106,24 @@ async def process_item(
         started = time.perf_counter()
         try:
             async with asyncio.timeout(handler.timeout_s):  # runs inline: no extra task
-                output = await handler.handle(item)
+                result: BaseModel = await handler.handle(item)
+            output = _output(handler, result)
             spent_ms += (time.perf_counter() - started) * 1000
-            return ItemSucceeded.new(
-                job_id=event.job_id,
-                item_index=event.item_index,
-                attempts=attempt,
-                duration_ms=spent_ms,
-                output=output.model_dump(mode="json"),
+            return Outcome(
+                "ItemSucceeded",
+                outcome_wire.succeeded(
+                    job_id, index, attempts=attempt, duration_ms=spent_ms, output=output
+                ),
             )
         except PermanentError as exc:
             spent_ms += (time.perf_counter() - started) * 1000
-            return ItemFailed.new(
-                job_id=event.job_id,
-                item_index=event.item_index,
-                attempts=attempt,
-                duration_ms=spent_ms,
-                error_code=exc.code,
-                error_message=exc.message,
-            )
-        except Exception as exc:  # transient, timeout, or a bug in the handler: retried
+            return failed(job_id, index, exc.code, exc.message, attempt, spent_ms)
+        except Exception as exc:  # transient, timeout, bad output or a bug: retried
             spent_ms += (time.perf_counter() - started) * 1000
             code, message = _transient(exc, handler.timeout_s)
             if attempt >= policy.max_attempts:
-                return ItemFailed.new(
-                    job_id=event.job_id,
-                    item_index=event.item_index,
-                    attempts=attempt,
-                    duration_ms=spent_ms,
-                    error_code=code,
-                    error_message=message,
-                )
-            log.info(
-                "item %s/%s attempt %d failed (%s); retrying",
-                event.job_id,
-                event.item_index,
-                attempt,
-                code,
-            )
+                return failed(job_id, index, code, message, attempt, spent_ms)
+            log.info("item %s/%s attempt %d failed (%s); retrying", job_id, index, attempt, code)
             await asyncio.sleep(policy.delay(attempt))
 
 
@@ -103,5 +132,7 @@ def _transient(exc: Exception, timeout_s: float) -> tuple[str, str]:
         return exc.code, exc.message
     if isinstance(exc, TimeoutError):
         return "timeout", f"the handler did not finish within {timeout_s:g}s"
+    if isinstance(exc, ValidationError):
+        return "invalid_output", validation_message(exc)
     log.exception("handler raised an unexpected exception", exc_info=exc)
-    return "handler_error", f"{type(exc).__name__}: {exc}"[:4096]
+    return "handler_error", f"{type(exc).__name__}: {exc}"

@@ -1,7 +1,11 @@
 """Job types are found through the ``archiveorigin_batch.handlers`` entry-point group: the
 built-in ones are registered in this project's pyproject.toml, and any installed package can
-add its own the same way."""
+add its own the same way. ``BATCH_EXTRA_HANDLERS`` (comma-separated ``module:Class``) adds
+handlers that are importable but not installed as entry points: the no-op benchmark handler,
+test handlers, a handler being developed."""
 
+import importlib
+import os
 from functools import cache
 from importlib.metadata import entry_points
 
@@ -21,19 +25,29 @@ class HandlerRegistrationError(Exception):
     """An entry point does not name a proper Handler class."""
 
 
+def _checked(cls: object, name: str, where: str) -> type[Handler]:  # type: ignore[type-arg]
+    if not (isinstance(cls, type) and issubclass(cls, Handler)):
+        raise HandlerRegistrationError(f"{where} is not a Handler subclass")
+    if getattr(cls, "job_type", None) != name:
+        raise HandlerRegistrationError(
+            f"{where} is registered as {name!r} but its job_type is "
+            f"{getattr(cls, 'job_type', None)!r}"
+        )
+    return cls
+
+
 @cache
 def handler_classes() -> dict[str, type[Handler]]:  # type: ignore[type-arg]
     found: dict[str, type[Handler]] = {}  # type: ignore[type-arg]
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        cls = entry.load()
-        if not (isinstance(cls, type) and issubclass(cls, Handler)):
-            raise HandlerRegistrationError(f"{entry.value} is not a Handler subclass")
-        if getattr(cls, "job_type", None) != entry.name:
-            raise HandlerRegistrationError(
-                f"entry point {entry.name!r} names {entry.value} whose job_type is "
-                f"{getattr(cls, 'job_type', None)!r}"
-            )
-        found[entry.name] = cls
+        found[entry.name] = _checked(entry.load(), entry.name, entry.value)
+    for spec in filter(None, os.environ.get("BATCH_EXTRA_HANDLERS", "").split(",")):
+        module, _, attr = spec.strip().partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise HandlerRegistrationError(f"BATCH_EXTRA_HANDLERS: {spec}: {exc}") from None
+        found[cls.job_type] = _checked(cls, getattr(cls, "job_type", "?"), spec)
     return dict(sorted(found.items()))
 
 

@@ -1,31 +1,64 @@
-"""The worker loop of one job type's consumer group.
+"""The worker of one job type's consumer group: fetch, dispatch by key, process, publish,
+commit what is acknowledged.
 
-Each poll is a batch. Records that share a key run in order; different keys run
-concurrently, up to ``worker_concurrency`` at a time. Every record ends in an outcome event
-or a dead letter; offsets are committed only after all of the batch's outcomes are
-acknowledged by Kafka, so nothing is committed ahead of an unfinished item.
+- Records with the same key (in one partition) are processed in offset order; different
+  keys run concurrently on ``worker_concurrency`` runners.
+- Every record ends in exactly one outcome event or a dead letter (and, when a dead letter
+  still names its item, a ``malformed_event`` failure for it), published in batches.
+- A partition's offset is committed only up to the first record whose outcome Kafka has not
+  yet acknowledged.
+- On revocation, queued records of the revoked partitions are dropped (never processed
+  after revocation), in-flight ones finish within the grace period, and what is acknowledged
+  is committed before the partitions move on. SIGTERM does the same for every partition.
 """
 
 import asyncio
 import logging
-from collections import defaultdict
-from collections.abc import Awaitable
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeAlias
+from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from consumers.cancellations import CancellationWatcher
 from consumers.dead_letters import dead_letter, item_address
 from consumers.handlers.base import Handler
-from consumers.processing import RetryPolicy, process_item
+from consumers.offsets import PartitionOffsets
+from consumers.outcome_sink import OutcomeSink
+from consumers.processing import Outcome, RetryPolicy, cancelled, failed, process_item
 from consumers.settings import WorkerSettings
-from events.codec import EventDecodeError, decode, encode
-from events.models import ItemFailed, ItemOutcome, ItemSubmitted
+from events.codec import EventDecodeError, decode
+from events.models import ItemSubmitted
 
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+@dataclass(slots=True)
+class Work:
+    tp: TopicPartition
+    record: Record
+    offsets: PartitionOffsets
+
+
+class _JointAck:
+    """Acknowledges a record once all of the messages it produced are acknowledged."""
+
+    __slots__ = ("_done", "_remaining")
+
+    def __init__(self, done: Any, count: int):
+        self._done, self._remaining = done, count
+
+    def __call__(self) -> None:
+        self._remaining -= 1
+        if self._remaining == 0:
+            self._done()
 
 
 class Worker:
@@ -34,95 +67,149 @@ class Worker:
         settings: WorkerSettings,
         handler: Handler,  # type: ignore[type-arg]
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        sink: OutcomeSink,
+        cancellations: CancellationWatcher | None = None,
     ):
         self.settings = settings
         self.handler = handler
         self.consumer = consumer
-        self.producer = producer
+        self.sink = sink
+        self.cancellations = cancellations
         self.policy = RetryPolicy(
             settings.worker_max_attempts,
             settings.worker_backoff_base_s,
             settings.worker_backoff_max_s,
         )
-        self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self.outcomes_topic = settings.topics.outcomes
         self.dlq_topic = settings.topics.dlq
-        self.counts: dict[str, int] = defaultdict(int)
+        self.offsets: dict[TopicPartition, PartitionOffsets] = {}
+        self.revoked: set[TopicPartition] = set()
+        self.counts: Counter[str] = Counter()
+        self.dispatcher: Any = None
+        self._in_flight: Counter[TopicPartition] = Counter()
+        self._last_commit = 0.0
+
+    # --- the loop ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            batch = await self.consumer.getmany(
-                timeout_ms=500, max_records=self.settings.worker_max_batch
-            )
-            if batch:
-                await self.process_batch(batch)
+        from consumers.lanes import KeyedDispatcher
 
-    async def process_batch(self, batch: dict[TopicPartition, list[Record]]) -> None:
-        deliveries: list[Awaitable[Any]] = []
-        lanes: dict[tuple[TopicPartition, bytes | None], list[Record]] = defaultdict(list)
-        for tp, records in batch.items():
-            for record in records:
-                # A record without a key has no order to keep: it gets a lane of its own.
-                lane_key = record.key if record.key is not None else f"#{record.offset}".encode()
-                lanes[(tp, lane_key)].append(record)
-        await asyncio.gather(*(self._run_lane(records, deliveries) for records in lanes.values()))
-        await asyncio.gather(*deliveries)  # every outcome acknowledged before committing
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        self.dispatcher = KeyedDispatcher(
+            self._process,
+            concurrency=self.settings.worker_concurrency,
+            max_queued=self.settings.worker_max_batch * 2,
+        )
+        # A record whose partition was revoked (even if assigned again since) is dropped.
+        self.dispatcher.discard = lambda work: self.offsets.get(work.tp) is not work.offsets
+        self.dispatcher.start()
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group rebalanced: the new owner redelivers; deterministic outcome ids make
-            # the repeated outcomes recognisable downstream.
-            log.warning("offset commit failed after a rebalance: %s", exc)
+            while not stop.is_set():
+                fetch = asyncio.ensure_future(
+                    self.consumer.getmany(
+                        timeout_ms=200, max_records=self.settings.worker_max_batch
+                    )
+                )
+                await asyncio.wait([fetch, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    break
+                for tp, records in fetch.result().items():
+                    await self._dispatch(tp, records)
+                self.sink.check()
+                await self._maybe_commit()
+        finally:
+            stopping.cancel()
+            await self.shutdown()
 
-    async def _run_lane(self, records: list[Record], deliveries: list[Awaitable[Any]]) -> None:
-        async with self._slots:
-            for record in records:
-                await self._handle_record(record, deliveries)
+    async def _dispatch(self, tp: TopicPartition, records: list[Record]) -> None:
+        if tp in self.revoked or tp not in self.consumer.assignment():
+            return  # fetched before a rebalance: the partition's new owner handles these
+        offsets = self.offsets.get(tp)
+        if offsets is None:
+            offsets = self.offsets[tp] = PartitionOffsets()
+        for record in records:
+            offsets.track(record.offset)
+            lane = record.key if record.key is not None else record.offset
+            await self.dispatcher.submit((tp, lane), Work(tp, record, offsets))
 
-    async def _handle_record(self, record: Record, deliveries: list[Awaitable[Any]]) -> None:
+    async def _maybe_commit(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_commit < self.settings.worker_commit_interval_s:
+            return
+        self._last_commit = now
+        await self.commit([tp for tp in self.offsets if tp not in self.revoked])
+
+    async def commit(self, partitions: list[TopicPartition]) -> None:
+        positions = {}
+        for tp in partitions:
+            offsets = self.offsets.get(tp)
+            position = offsets.to_commit() if offsets else None
+            if position is not None:
+                positions[tp] = position
+        if not positions:
+            return
+        try:
+            await self.consumer.commit(positions)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # Lost the partitions in a rebalance: their new owner redoes what was not
+            # committed; outcome ids are deterministic, so repeats are recognisable.
+            log.warning("offset commit failed: %s", exc)
+            return
+        for tp, position in positions.items():
+            self.offsets[tp].committed(position)
+
+    # --- one record ---------------------------------------------------------------------------
+
+    async def _process(self, work: Work) -> None:
+        self._in_flight[work.tp] += 1
+        try:
+            await self._handle_record(work)
+        except Exception:
+            # Publishing failed (the sink reports it to the loop); the record stays
+            # unacknowledged, so its offset is never committed.
+            log.exception("could not finish %s@%d", work.tp, work.record.offset)
+        finally:
+            self._in_flight[work.tp] -= 1
+
+    async def _handle_record(self, work: Work) -> None:
+        record = work.record
+        ack = partial(work.offsets.ack, record.offset)
         try:
             event = decode(record.value, max_bytes=self.settings.worker_max_event_bytes)
         except EventDecodeError as exc:
-            await self._dead_letter(record, exc.reason, exc.message, deliveries)
             address = item_address(exc.payload)
-            if address is not None:
-                job_id, index = address
-                await self._emit(
-                    ItemFailed.new(
-                        job_id=job_id,
-                        item_index=index,
-                        attempts=0,
-                        error_code="malformed_event",
-                        error_message=f"{exc.reason}: {exc.message}",
-                    ),
-                    deliveries,
-                )
+            if address is None:
+                await self._dead_letter(record, exc.reason, exc.message, ack)
+                return
+            joint = _JointAck(ack, 2)
+            await self._dead_letter(record, exc.reason, exc.message, joint)
+            job_id, index = address
+            outcome = failed(
+                job_id, index, "malformed_event", f"{exc.reason}: {exc.message}", attempts=0
+            )
+            await self._emit(job_id, outcome, joint)
             return
         if not isinstance(event, ItemSubmitted) or event.job_type != self.handler.job_type:
             await self._dead_letter(
                 record,
                 "unexpected_event",
-                f"{event.event_type} for job type {getattr(event, 'job_type', None)!r} does not "
-                f"belong on {record.topic}",
-                deliveries,
+                f"{event.event_type} for job type {getattr(event, 'job_type', None)!r} does "
+                f"not belong on {record.topic}",
+                ack,
             )
             return
-        outcome = await process_item(self.handler, event, self.policy)
-        await self._emit(outcome, deliveries)
+        if self.cancellations is not None and self.cancellations.is_cancelled(event.job_id):
+            outcome = cancelled(event.job_id, event.item_index)
+        else:
+            outcome = await process_item(self.handler, event, self.policy)
+        await self._emit(event.job_id, outcome, ack)
 
-    async def _emit(self, outcome: ItemOutcome, deliveries: list[Awaitable[Any]]) -> None:
+    async def _emit(self, job_id: UUID, outcome: Outcome, ack: Any) -> None:
         self.counts[outcome.event_type] += 1
-        deliveries.append(
-            await self.producer.send(
-                self.outcomes_topic, value=encode(outcome), key=str(outcome.job_id).encode()
-            )
-        )
+        await self.sink.append(self.outcomes_topic, str(job_id).encode(), outcome.value, ack)
 
-    async def _dead_letter(
-        self, record: Record, reason: str, message: str, deliveries: list[Awaitable[Any]]
-    ) -> None:
+    async def _dead_letter(self, record: Record, reason: str, message: str, ack: Any) -> None:
         self.counts["dead_lettered"] += 1
         log.warning(
             "dead-lettering %s[%d]@%d: %s: %s",
@@ -133,8 +220,39 @@ class Worker:
             message,
         )
         letter = dead_letter(record, reason, message)
-        deliveries.append(
-            await self.producer.send(
-                self.dlq_topic, value=letter.value, key=letter.key, headers=letter.headers
-            )
-        )
+        await self.sink.append(self.dlq_topic, letter.key, letter.value, ack, letter.headers)
+
+    # --- rebalance and shutdown -----------------------------------------------------------------
+
+    async def release(self, partitions: list[TopicPartition]) -> None:
+        """Stop working on these partitions: drop what is queued, let in-flight records
+        finish within the grace period, commit what is acknowledged."""
+        self.revoked.update(partitions)
+        deadline = time.monotonic() + self.settings.worker_shutdown_grace_s
+        while any(self._in_flight[tp] for tp in partitions) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        try:
+            await asyncio.wait_for(self.sink.flush(), max(0.1, deadline - time.monotonic()))
+        except Exception as exc:
+            log.warning("outcomes not all acknowledged before release: %r", exc)
+        await self.commit(partitions)
+        for tp in partitions:
+            self.offsets.pop(tp, None)
+
+    async def shutdown(self) -> None:
+        await self.release(list(self.offsets))
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+
+
+class ReleaseOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker):
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if revoked:
+            await self.worker.release(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            self.worker.revoked.discard(tp)

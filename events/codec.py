@@ -32,7 +32,7 @@ class EventDecodeError(Exception):
 
 
 def encode(event: Event) -> bytes:
-    return orjson.dumps(event.model_dump(mode="json"))
+    return event.__pydantic_serializer__.to_json(event)
 
 
 def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> AnyEvent:
@@ -56,16 +56,29 @@ def decode_object(payload: dict[str, Any]) -> AnyEvent:
         raise EventDecodeError("unknown_event_type", f"unknown event_type {event_type!r}", payload)
     payload = _upcast(event_type, payload)  # type: ignore[arg-type]
     try:
-        return cls.model_validate(payload)  # type: ignore[return-value]
+        return cls.__pydantic_validator__.validate_python(payload)  # type: ignore[no-any-return]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "event"
         raise EventDecodeError("schema_violation", f"{where}: {first['msg']}", payload) from None
 
 
+_VERSIONS: dict[type[Event], int] = {}
+
+
+def _current_version(event_type: str) -> int:
+    cls = EVENT_CLASSES[event_type]
+    version = _VERSIONS.get(cls)
+    if version is None:
+        version = _VERSIONS[cls] = cls.model_fields["schema_version"].default
+    return version
+
+
 def _upcast(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-    current = EVENT_CLASSES[event_type].model_fields["schema_version"].default
     version = payload.get("schema_version")
+    current = _current_version(event_type)
+    if version == current and type(version) is int:
+        return payload  # the common case, kept cheap
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise EventDecodeError(
             "schema_violation", "schema_version must be a positive integer", payload

@@ -1,10 +1,11 @@
 """docker-compose.yml cannot run here (no Docker engine); keep it in step with the code."""
 
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
 
-from consumers.registry import job_types
+from consumers.registry import ENTRY_POINT_GROUP
 from consumers.settings import WorkerSettings
 from ingest_api.settings import ApiSettings
 from projections.settings import ProjectorSettings
@@ -23,7 +24,8 @@ def known_variables() -> set[str]:
 
 def test_one_worker_per_registered_job_type():
     workers = {tuple(s["command"]) for n, s in SERVICES.items() if n.startswith("worker-")}
-    assert workers == {("worker", "--job-type", t) for t in job_types()}
+    installed = {entry.name for entry in entry_points(group=ENTRY_POINT_GROUP)}
+    assert workers == {("worker", "--job-type", t) for t in installed}
 
 
 def test_every_part_runs_with_known_settings():

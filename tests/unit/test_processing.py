@@ -7,8 +7,20 @@ import pytest
 from pydantic import BaseModel
 
 from consumers.handlers.base import Handler, PermanentError, TransientError
-from consumers.processing import RetryPolicy, process_item
+from consumers.processing import RetryPolicy, error_code
+from consumers.processing import process_item as process_to_bytes
+from events.codec import decode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded
+
+
+async def process_item(handler, event, policy):
+    """The outcome, decoded through the one codec: it must be a valid contract event."""
+    outcome = await process_to_bytes(handler, event, policy)
+    decoded = decode(outcome.value)
+    assert decoded.event_type == outcome.event_type
+    assert decoded.job_id == event.job_id and decoded.item_index == event.item_index
+    return decoded
+
 
 FAST = RetryPolicy(max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.002)
 
@@ -113,3 +125,36 @@ def test_backoff_grows_and_is_capped():
     for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (8, 4)]:
         delays = [policy.delay(attempt) for _ in range(200)]
         assert min(delays) >= 0 and max(delays) <= ceiling
+
+
+async def test_a_handler_error_code_outside_the_contract_is_made_valid():
+    handler = Scripted(PermanentError("Bad Code!", "x" * 10_000))
+    outcome = await process_item(handler, submitted(), FAST)
+    assert isinstance(outcome, ItemFailed)
+    assert outcome.error_code == "bad_code"
+    assert len(outcome.error_message) == 4096
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("already_locked", "already_locked"),
+        ("HTTP 503", "http_503"),
+        ("42", "e_42"),
+        ("", "handler_error"),
+        ("!!!", "handler_error"),
+        ("a" * 100, "a" * 64),
+    ],
+)
+def test_error_codes_are_brought_within_the_contract(raw, code):
+    assert error_code(raw) == code
+
+
+async def test_output_that_breaks_the_output_model_fails_the_item():
+    class Liar(Scripted):
+        async def handle(self, item):
+            return {"doubled": "not a number"}
+
+    outcome = await process_item(Liar(), submitted(), FAST)
+    assert isinstance(outcome, ItemFailed)
+    assert outcome.error_code == "invalid_output" and outcome.attempts == 3

@@ -1,0 +1,93 @@
+"""Shared by the benchmarks: the local services, fresh topics, fast pre-loading, RSS."""
+
+import asyncio
+import os
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import TopicPartition
+
+from batchctl.dev.services import up
+from streaming.clients import make_admin, make_producer
+from streaming.settings import KafkaSettings
+from streaming.topics_admin import create_topics
+
+
+def services() -> None:
+    """Use KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when given, else bring up the local ones."""
+    for line in up():
+        print(line, flush=True)
+
+
+def fresh_settings(partitions: int = 6) -> KafkaSettings:
+    return KafkaSettings(
+        BATCH_TOPIC_PREFIX=f"bench{uuid.uuid4().hex[:8]}.", BATCH_TOPIC_PARTITIONS=partitions
+    )
+
+
+async def make_topics(settings: KafkaSettings, job_types: list[str]) -> None:
+    await create_topics(settings, job_types)
+
+
+async def delete_topics(settings: KafkaSettings) -> None:
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if ours:
+            await admin.delete_topics(ours)
+    finally:
+        await admin.close()
+
+
+async def preload(settings: KafkaSettings, messages: list[tuple[str, bytes, bytes]]) -> None:
+    """Publish (topic, key, value) messages with full batches, partitioned by key."""
+    producer = make_producer(settings, linger_ms=50)
+    await producer.start()
+    try:
+        partitioner = DefaultPartitioner()
+        by_tp: dict[TopicPartition, list[tuple[bytes, bytes]]] = defaultdict(list)
+        partitions = {}
+        for topic, key, value in messages:
+            if topic not in partitions:
+                partitions[topic] = sorted(await producer.partitions_for(topic))
+            p = partitioner(key, partitions[topic], partitions[topic])
+            by_tp[TopicPartition(topic, p)].append((key, value))
+        deliveries = []
+        for tp, pairs in by_tp.items():
+            batch = producer.create_batch()
+            for key, value in pairs:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    batch.close()
+                    deliveries.append(
+                        await producer.send_batch(batch, tp.topic, partition=tp.partition)
+                    )
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            batch.close()
+            deliveries.append(await producer.send_batch(batch, tp.topic, partition=tp.partition))
+        await asyncio.gather(*deliveries)
+    finally:
+        await producer.stop()
+
+
+def peak_rss_mb(pid: int | None = None) -> float:
+    status = Path(f"/proc/{pid or os.getpid()}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown cpu",
+    )
+    return f"{os.cpu_count()} cores, {cpu}"

@@ -1,0 +1,131 @@
+"""Worker throughput: N no-op items through ONE worker process on the local broker.
+
+Pre-loads N ``ItemSubmitted`` events into a fresh items topic, starts one
+``batchctl worker --job-type noop`` process, and times from its first outcome to its N-th
+(consumed, handled, published and acknowledged by Kafka). Prints, last, a JSON line with
+``items_per_s`` and the worker's ``peak_rss_mb``.
+
+    python benchmarks/workers.py [--items N] [--concurrency C]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiokafka import AIOKafkaConsumer
+
+from benchmarks.common import (
+    delete_topics,
+    fresh_settings,
+    machine,
+    make_topics,
+    peak_rss_mb,
+    preload,
+    services,
+)
+from events.codec import encode
+from events.models import ItemSubmitted
+from streaming.clients import connection_options
+
+NOOP = "consumers.handlers.noop:NoopHandler"
+
+
+async def count_outcomes(
+    settings, expected: int, worker: subprocess.Popen
+) -> tuple[float, float, int]:  # type: ignore[no-untyped-def,type-arg]
+    consumer = AIOKafkaConsumer(
+        settings.topics.outcomes,
+        **connection_options(settings),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    seen = 0
+    first = last = 0.0
+    rss = 0.0
+    try:
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            now = time.perf_counter()
+            for records in batch.values():
+                if records and not first:
+                    first = now
+                seen += len(records)
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}")
+            rss = max(rss, peak_rss_mb(worker.pid))
+        last = time.perf_counter()
+    finally:
+        await consumer.stop()
+    return first, last, seen
+
+
+async def main(items: int, concurrency: int) -> dict:  # type: ignore[type-arg]
+    os.environ["BATCH_EXTRA_HANDLERS"] = NOOP
+    settings = fresh_settings()
+    await make_topics(settings, ["noop"])
+    job_id = uuid.uuid4()
+    topic = settings.topics.items("noop")
+    print(f"pre-loading {items} items into {topic} ...", flush=True)
+    started = time.perf_counter()
+    messages = [
+        (
+            topic,
+            f"{job_id}:{i}".encode(),
+            encode(ItemSubmitted.new(job_id=job_id, item_index=i, job_type="noop", input={"n": i})),
+        )
+        for i in range(items)
+    ]
+    await preload(settings, messages)
+    del messages
+    print(f"pre-loaded in {time.perf_counter() - started:.1f}s; starting one worker", flush=True)
+    env = {
+        **os.environ,
+        "BATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "LOG_LEVEL": "WARNING",
+        "WORKER_CONCURRENCY": str(concurrency),
+    }
+    profile = (
+        ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
+        if os.environ.get("BENCH_PROFILE")
+        else []
+    )
+    worker = subprocess.Popen(
+        [sys.executable, *profile, "-m", "batchctl", "worker", "--job-type", "noop"], env=env
+    )
+    try:
+        first, last, seen = await count_outcomes(settings, items, worker)
+        rss = peak_rss_mb(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        await delete_topics(settings)
+    elapsed = last - first
+    return {
+        "benchmark": "workers",
+        "items": seen,
+        "seconds": round(elapsed, 2),
+        "items_per_s": round(seen / elapsed) if elapsed else None,
+        "peak_rss_mb": rss,
+        "concurrency": concurrency,
+        "machine": machine(),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=200_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    services()
+    print(json.dumps(asyncio.run(main(args.items, args.concurrency))))

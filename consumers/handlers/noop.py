@@ -1,0 +1,26 @@
+"""A job type that does nothing, to measure the pipeline itself (benchmarks). Not registered
+as an entry point: enable it with ``BATCH_EXTRA_HANDLERS=consumers.handlers.noop:NoopHandler``.
+"""
+
+from pydantic import BaseModel, ConfigDict
+
+from consumers.handlers.base import Handler
+
+
+class NoopInput(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n: int = 0
+
+
+class NoopOutput(BaseModel):
+    n: int
+
+
+class NoopHandler(Handler[NoopInput, NoopOutput]):
+    job_type = "noop"
+    input_model = NoopInput
+    output_model = NoopOutput
+
+    async def handle(self, item: NoopInput) -> NoopOutput:
+        return NoopOutput(n=item.n)

@@ -1,0 +1,42 @@
+"""Which offset of a partition may be committed.
+
+An offset is committable only when its outcome, and the outcomes of every earlier offset of
+the partition, are acknowledged by Kafka. A slow item therefore holds back the commits of
+the items after it, and nothing is ever committed ahead of an unfinished item.
+"""
+
+from collections import deque
+
+
+class PartitionOffsets:
+    def __init__(self) -> None:
+        self._pending: deque[int] = deque()  # tracked offsets, ascending, not yet committable
+        self._acked: set[int] = set()
+        self._position: int | None = None  # next offset to commit (all below are done)
+        self._committed: int | None = None
+
+    def track(self, offset: int) -> None:
+        if self._pending and offset <= self._pending[-1]:
+            raise ValueError(f"offset {offset} tracked out of order")
+        self._pending.append(offset)
+
+    def ack(self, offset: int) -> None:
+        self._acked.add(offset)
+        pending, acked = self._pending, self._acked
+        while pending and pending[0] in acked:
+            done = pending.popleft()
+            acked.discard(done)
+            self._position = done + 1
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def to_commit(self) -> int | None:
+        """The position to commit now, or None when it has not moved since the last commit."""
+        if self._position is None or self._position == self._committed:
+            return None
+        return self._position
+
+    def committed(self, position: int) -> None:
+        self._committed = position

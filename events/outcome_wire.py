@@ -1,0 +1,69 @@
+"""Outcome events straight to wire bytes, for the workers' hot path.
+
+Building a pydantic model per outcome costs more than everything else a no-op item needs.
+These functions write the JSON that ``encode(ItemSucceeded(...))`` would write, from values
+the worker has already validated; ``tests/unit/test_outcome_wire.py`` holds them to the
+models (every field, decoded back through the one codec).
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from events.ids import NAMESPACE
+
+_NAMESPACE_BYTES = NAMESPACE.bytes
+_OPTIONS = orjson.OPT_UTC_Z
+
+
+def outcome_id(job_id: str, item_index: int) -> str:
+    """``str(events.ids.item_outcome_id(job_id, item_index))``, without the UUID objects."""
+    h = hashlib.sha1(_NAMESPACE_BYTES + f"{job_id}/{item_index}/outcome".encode()).hexdigest()
+    variant = "89ab"[int(h[16], 16) & 0x3]
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+
+
+def _envelope(
+    event_type: str, job_id: UUID, item_index: int, attempts: int, duration_ms: float
+) -> dict[str, Any]:
+    job = str(job_id)
+    return {
+        "event_id": outcome_id(job, item_index),
+        "event_type": event_type,
+        "schema_version": 1,
+        "occurred_at": datetime.now(UTC),
+        "job_id": job,
+        "item_index": item_index,
+        "attempts": attempts,
+        "duration_ms": duration_ms,
+    }
+
+
+def succeeded(
+    job_id: UUID, item_index: int, *, attempts: int, duration_ms: float, output: dict[str, Any]
+) -> bytes:
+    event = _envelope("ItemSucceeded", job_id, item_index, attempts, duration_ms)
+    event["output"] = output
+    return orjson.dumps(event, option=_OPTIONS)
+
+
+def failed(
+    job_id: UUID,
+    item_index: int,
+    *,
+    attempts: int,
+    duration_ms: float,
+    error_code: str,
+    error_message: str,
+) -> bytes:
+    event = _envelope("ItemFailed", job_id, item_index, attempts, duration_ms)
+    event["error_code"] = error_code
+    event["error_message"] = error_message
+    return orjson.dumps(event, option=_OPTIONS)
+
+
+def cancelled(job_id: UUID, item_index: int) -> bytes:
+    return orjson.dumps(_envelope("ItemCancelled", job_id, item_index, 0, 0.0), option=_OPTIONS)
