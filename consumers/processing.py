@@ -17,6 +17,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
+from consumers.deadlines import Deadlines
 from consumers.handlers.base import Handler, PermanentError, TransientError
 from events import outcome_wire
 from events.models import ItemSubmitted
@@ -89,10 +90,32 @@ def _output(handler: Handler, output: Any) -> dict[str, Any]:  # type: ignore[ty
     return result
 
 
-async def process_item(
+async def _call(
     handler: Handler,
-    event: ItemSubmitted,  # type: ignore[type-arg]
+    item: Any,  # type: ignore[type-arg]
+    deadlines: Deadlines | None,
+) -> BaseModel:
+    if deadlines is None:
+        async with asyncio.timeout(handler.timeout_s):
+            return await handler.handle(item)
+    task = asyncio.current_task()
+    assert task is not None
+    deadlines.arm(task, handler.timeout_s)
+    try:
+        result = await handler.handle(item)
+    except asyncio.CancelledError:
+        if deadlines.disarm(task):
+            raise TimeoutError from None
+        raise
+    deadlines.disarm(task)  # a deadline that expired as the handler returned: it stands
+    return result
+
+
+async def process_item(
+    handler: Handler,  # type: ignore[type-arg]
+    event: ItemSubmitted,
     policy: RetryPolicy,
+    deadlines: Deadlines | None = None,
 ) -> Outcome:
     job_id, index = event.job_id, event.item_index
     try:
@@ -105,8 +128,7 @@ async def process_item(
         attempt += 1
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(handler.timeout_s):  # runs inline: no extra task
-                result: BaseModel = await handler.handle(item)
+            result = await _call(handler, item, deadlines)
             output = _output(handler, result)
             spent_ms += (time.perf_counter() - started) * 1000
             return Outcome(

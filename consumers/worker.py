@@ -13,6 +13,7 @@ commit what is acknowledged.
 """
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -27,12 +28,13 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from consumers.cancellations import CancellationWatcher
 from consumers.dead_letters import dead_letter, item_address
+from consumers.deadlines import Deadlines
 from consumers.handlers.base import Handler
 from consumers.offsets import PartitionOffsets
 from consumers.outcome_sink import OutcomeSink
 from consumers.processing import Outcome, RetryPolicy, cancelled, failed, process_item
 from consumers.settings import WorkerSettings
-from events.codec import EventDecodeError, decode
+from events.codec import EventDecodeError, decode_expecting
 from events.models import ItemSubmitted
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,11 @@ class Work:
     tp: TopicPartition
     record: Record
     offsets: PartitionOffsets
+
+
+@functools.lru_cache(maxsize=4096)
+def _job_key(job_id: UUID) -> bytes:
+    return str(job_id).encode()
 
 
 class _JointAck:
@@ -88,6 +95,7 @@ class Worker:
         self.dispatcher: Any = None
         self._in_flight: Counter[TopicPartition] = Counter()
         self._last_commit = 0.0
+        self.deadlines = Deadlines()
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -102,6 +110,7 @@ class Worker:
         # A record whose partition was revoked (even if assigned again since) is dropped.
         self.dispatcher.discard = lambda work: self.offsets.get(work.tp) is not work.offsets
         self.dispatcher.start()
+        self.deadlines.start()
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -176,7 +185,9 @@ class Worker:
         record = work.record
         ack = partial(work.offsets.ack, record.offset)
         try:
-            event = decode(record.value, max_bytes=self.settings.worker_max_event_bytes)
+            event = decode_expecting(
+                ItemSubmitted, record.value, max_bytes=self.settings.worker_max_event_bytes
+            )
         except EventDecodeError as exc:
             address = item_address(exc.payload)
             if address is None:
@@ -202,12 +213,12 @@ class Worker:
         if self.cancellations is not None and self.cancellations.is_cancelled(event.job_id):
             outcome = cancelled(event.job_id, event.item_index)
         else:
-            outcome = await process_item(self.handler, event, self.policy)
+            outcome = await process_item(self.handler, event, self.policy, self.deadlines)
         await self._emit(event.job_id, outcome, ack)
 
     async def _emit(self, job_id: UUID, outcome: Outcome, ack: Any) -> None:
         self.counts[outcome.event_type] += 1
-        await self.sink.append(self.outcomes_topic, str(job_id).encode(), outcome.value, ack)
+        await self.sink.append(self.outcomes_topic, _job_key(job_id), outcome.value, ack)
 
     async def _dead_letter(self, record: Record, reason: str, message: str, ack: Any) -> None:
         self.counts["dead_lettered"] += 1
@@ -243,6 +254,7 @@ class Worker:
         await self.release(list(self.offsets))
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        await self.deadlines.stop()
 
 
 class ReleaseOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -6,6 +6,7 @@ the worker has already validated; ``tests/unit/test_outcome_wire.py`` holds them
 models (every field, decoded back through the one codec).
 """
 
+import functools
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
@@ -19,9 +20,16 @@ _NAMESPACE_BYTES = NAMESPACE.bytes
 _OPTIONS = orjson.OPT_UTC_Z
 
 
+@functools.lru_cache(maxsize=4096)
+def _job_prefix(job_id: str) -> Any:
+    return hashlib.sha1(_NAMESPACE_BYTES + f"{job_id}/".encode())
+
+
 def outcome_id(job_id: str, item_index: int) -> str:
     """``str(events.ids.item_outcome_id(job_id, item_index))``, without the UUID objects."""
-    h = hashlib.sha1(_NAMESPACE_BYTES + f"{job_id}/{item_index}/outcome".encode()).hexdigest()
+    digest = _job_prefix(job_id).copy()
+    digest.update(f"{item_index}/outcome".encode())
+    h = digest.hexdigest()
     variant = "89ab"[int(h[16], 16) & 0x3]
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 

@@ -12,13 +12,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
 
 from consumers.registry import job_types
+from ingest_api.api_keys import create_key
+from ingest_api.app import create_app
+from ingest_api.settings import ApiSettings
 from migrations.runner import upgrade
 from storage.engine import make_engine, normalise_url
-from streaming.clients import make_admin
+from streaming.clients import make_admin, make_producer
 from streaming.settings import KafkaSettings
 from streaming.topics_admin import create_topics
 from tests.integration import services
@@ -136,3 +141,72 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, message: str) -> An
             return value
         time.sleep(0.25)
     raise AssertionError(f"timed out after {timeout_s:.0f}s: {message}")
+
+
+@pytest.fixture(scope="session")
+def api_settings(kafka_settings: KafkaSettings, database_url: str) -> ApiSettings:
+    return ApiSettings(
+        kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
+        BATCH_TOPIC_PREFIX=kafka_settings.topic_prefix,
+        database_url=database_url,
+    )
+
+
+@pytest.fixture(scope="session")
+def api(api_settings: ApiSettings) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def keys(engine: Engine) -> dict[str, dict[str, str]]:
+    with sessionmaker(engine)() as session:
+        return {
+            user: {"Authorization": f"Bearer {create_key(session, user_id=user).secret}"}
+            for user in ("alice", "bob")
+        }
+
+
+def submit(
+    api: TestClient, headers: dict[str, str], job_type: str, items: list[dict[str, Any]]
+) -> uuid.UUID:
+    response = api.post("/batch/jobs", headers=headers, json={"job_type": job_type, "items": items})
+    assert response.status_code == 202, response.text
+    return uuid.UUID(response.json()["batch_job_id"])
+
+
+def job_row(engine: Engine, job_id: uuid.UUID) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id})
+        found = row.mappings().one_or_none()
+    return dict(found) if found else None
+
+
+def wait_job(
+    engine: Engine,
+    job_id: uuid.UUID,
+    timeout_s: float,
+    until: Callable[[dict[str, Any]], bool],
+    message: str,
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        row = job_row(engine, job_id)
+        return row if row and until(row) else None
+
+    return wait_for(check, timeout_s, message)  # type: ignore[no-any-return]
+
+
+def item_statuses(engine: Engine, job_id: uuid.UUID) -> dict[int, dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM items WHERE job_id = :id"), {"id": job_id})
+        return {r["item_index"]: dict(r) for r in rows.mappings()}
+
+
+async def publish(settings: KafkaSettings, messages: list[tuple[str, bytes, bytes]]) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for topic, key, value in messages:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()

@@ -3,38 +3,10 @@ on real Kafka and PostgreSQL: every item reaches a terminal status; counts and t
 are exact; one user never sees another's job."""
 
 import uuid
-from collections.abc import Iterator
 
-import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy.orm import sessionmaker
-
-from ingest_api.api_keys import create_key
-from ingest_api.app import create_app
-from ingest_api.settings import ApiSettings
 from tests.integration.conftest import wait_for
 
 ITEMS = 1000
-
-
-@pytest.fixture(scope="module")
-def api(kafka_settings, database_url) -> Iterator[TestClient]:
-    settings = ApiSettings(
-        kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
-        BATCH_TOPIC_PREFIX=kafka_settings.topic_prefix,
-        database_url=database_url,
-    )
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def keys(engine) -> dict[str, dict[str, str]]:
-    with sessionmaker(engine)() as session:
-        return {
-            user: {"Authorization": f"Bearer {create_key(session, user_id=user).secret}"}
-            for user in ("alice", "bob")
-        }
 
 
 def content_hash(i: int) -> str:

@@ -12,18 +12,8 @@ from sqlalchemy import text
 from consumers.dead_letters import HEADER_OFFSET, HEADER_REASON, HEADER_TOPIC
 from events.codec import encode
 from events.models import ItemSubmitted, JobSubmitted
-from streaming.clients import connection_options, make_producer
-from tests.integration.conftest import wait_for
-
-
-async def publish(settings, messages: list[tuple[str, bytes, bytes]]) -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        for topic, key, value in messages:
-            await producer.send_and_wait(topic, value=value, key=key)
-    finally:
-        await producer.stop()
+from streaming.clients import connection_options
+from tests.integration.conftest import publish, wait_for
 
 
 async def read_dead_letters(settings, expected: int) -> list:

@@ -1,0 +1,49 @@
+"""Handler timeouts without a timer per call.
+
+``asyncio.timeout`` schedules and cancels a timer for every handler call, which costs more
+than a no-op handler. Here each runner task arms its deadline in a dict before calling the
+handler and disarms it right after; one watchdog looks at the armed deadlines every
+``interval_s`` and cancels a task that is past its deadline. A task can only be suspended
+inside the handler while armed, so the cancellation lands in the handler, as with
+``asyncio.timeout``. Deadlines are therefore kept to within ``interval_s``.
+"""
+
+import asyncio
+import time
+
+
+class Deadlines:
+    def __init__(self, interval_s: float = 0.05):
+        self.interval_s = interval_s
+        self._armed: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._watchdog = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+
+    def arm(self, task: asyncio.Task[object], timeout_s: float) -> None:
+        self._armed[task] = time.monotonic() + timeout_s
+
+    def disarm(self, task: asyncio.Task[object]) -> bool:
+        """Disarm; True when the deadline had expired (the task was cancelled for it)."""
+        del self._armed[task]
+        if task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            now = time.monotonic()
+            for task, deadline in list(self._armed.items()):
+                if deadline <= now and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
