@@ -49,7 +49,6 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="default: API_HOST")] = None,

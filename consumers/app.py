@@ -48,7 +48,10 @@ async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Even
         group_id=settings.group_id(handler.job_type),
         max_poll_records=settings.worker_max_batch,
     )
-    producer = make_producer(settings)
+    # big enough to dead-letter an oversized event unchanged
+    producer = make_producer(
+        settings, max_request_size=max(4 << 20, 2 * settings.worker_max_event_bytes)
+    )
     cancellations = CancellationWatcher(settings, engine, settings.projection_name)
     sink = OutcomeSink(producer, linger_s=settings.worker_linger_s)
     worker = Worker(settings, handler, consumer, sink, cancellations)

@@ -10,6 +10,22 @@ inside the handler while armed, so the cancellation lands in the handler, as wit
 
 import asyncio
 import time
+from contextvars import ContextVar
+
+# The task a long-lived runner coroutine runs in, bound once when the runner starts:
+# asyncio.current_task() is a Python-level lookup on every call in CPython 3.11.
+_runner_task: ContextVar[asyncio.Task[object] | None] = ContextVar("runner_task", default=None)
+
+
+def bind_runner_task() -> None:
+    """Call at the start of a task that will call handlers many times."""
+    _runner_task.set(asyncio.current_task())
+
+
+def current_task() -> asyncio.Task[object]:
+    task = _runner_task.get() or asyncio.current_task()
+    assert task is not None, "handlers are called from a task"
+    return task
 
 
 class Deadlines:

@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from consumers.deadlines import bind_runner_task
+
 T = TypeVar("T")
 
 
@@ -71,6 +73,7 @@ class KeyedDispatcher(Generic[T]):
         await asyncio.gather(*self._runners, return_exceptions=True)
 
     async def _run(self) -> None:
+        bind_runner_task()
         processed = 0
         while True:
             lane = await self._ready.get()

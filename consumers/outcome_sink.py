@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 Ack = Callable[[], None]
 MAX_CLOSED_PER_PARTITION = 8
 PARTITION_CACHE_SIZE = 100_000
+LARGE_MESSAGE = 64 * 1024
 
 
 class DeliveryFailed(Exception):
@@ -115,6 +116,9 @@ class OutcomeSink:
         while not out.room.is_set():
             await out.room.wait()
             self.check()
+        if value is not None and len(value) > LARGE_MESSAGE:
+            await self._send_large(tp, key, value, ack, headers)
+            return
         batch = out.open or out.new_batch()
         hdrs = headers or []
         if batch.builder.append(key=key, value=value, timestamp=None, headers=hdrs) is None:
@@ -125,6 +129,28 @@ class OutcomeSink:
                     f"a message of {len(value or b'')} bytes does not fit in an empty batch"
                 )
         batch.acks.append(ack)
+
+    async def _send_large(
+        self,
+        tp: TopicPartition,
+        key: bytes | None,
+        value: bytes,
+        ack: Ack,
+        headers: list[tuple[str, bytes]] | None,
+    ) -> None:
+        """A message too big for a batch (a dead-lettered oversized event) goes on its own."""
+        out = self._outs[tp]
+        out.unacked += 1
+        out.all_acked.clear()
+        try:
+            future = await self.producer.send(
+                tp.topic, value=value, key=key, partition=tp.partition, headers=headers
+            )
+        except Exception as exc:
+            self._fail(out, exc)
+            raise DeliveryFailed(repr(exc)) from exc
+        batch = _Batch(None, [ack])
+        future.add_done_callback(lambda fut: self._delivered(out, batch, fut))
 
     async def flush(self) -> None:
         """Submit every open batch and wait until every batch is acknowledged."""

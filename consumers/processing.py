@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
-from consumers.deadlines import Deadlines
+from consumers.deadlines import Deadlines, current_task
 from consumers.handlers.base import Handler, PermanentError, TransientError
 from events import outcome_wire
 from events.models import ItemSubmitted
@@ -98,8 +98,7 @@ async def _call(
     if deadlines is None:
         async with asyncio.timeout(handler.timeout_s):
             return await handler.handle(item)
-    task = asyncio.current_task()
-    assert task is not None
+    task = current_task()
     deadlines.arm(task, handler.timeout_s)
     try:
         result = await handler.handle(item)

@@ -40,7 +40,9 @@ def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> AnyEvent:
     if data is None:
         raise EventDecodeError("empty", "the message has no value")
     if len(data) > max_bytes:
-        raise EventDecodeError("oversized", f"{len(data)} bytes exceeds the limit of {max_bytes}")
+        raise EventDecodeError(
+            "oversized", f"{len(data)} bytes exceeds the limit of {max_bytes}", _address_only(data)
+        )
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -48,6 +50,17 @@ def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> AnyEvent:
     if not isinstance(payload, dict):
         raise EventDecodeError("not_an_object", "an event must be a JSON object")
     return decode_object(payload)
+
+
+def _address_only(data: bytes) -> dict[str, Any] | None:
+    """The job id and item index of an event too big to accept, so its item can be failed."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    return {"job_id": payload.get("job_id"), "item_index": payload.get("item_index")}
 
 
 def decode_object(payload: dict[str, Any]) -> AnyEvent:

@@ -7,6 +7,8 @@ from streaming.clients import make_admin
 from streaming.settings import KafkaSettings
 
 FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+# The DLQ keeps what was refused unchanged, also what was refused for its size.
+DLQ_EXTRA = {"max.message.bytes": str(8 << 20)}
 
 
 async def create_topics(settings: KafkaSettings, job_types: list[str]) -> list[str]:
@@ -24,7 +26,7 @@ async def create_topics(settings: KafkaSettings, job_types: list[str]) -> list[s
                     name=name,
                     num_partitions=settings.topic_partitions,
                     replication_factor=settings.topic_replication_factor,
-                    topic_configs=dict(FOREVER),
+                    topic_configs={**FOREVER, **(DLQ_EXTRA if name == topics.dlq else {})},
                 )
                 for name in missing
             ]

@@ -203,7 +203,7 @@ def item_statuses(engine: Engine, job_id: uuid.UUID) -> dict[int, dict[str, Any]
 
 
 async def publish(settings: KafkaSettings, messages: list[tuple[str, bytes, bytes]]) -> None:
-    producer = make_producer(settings)
+    producer = make_producer(settings, max_request_size=4 << 20)
     await producer.start()
     try:
         for topic, key, value in messages:

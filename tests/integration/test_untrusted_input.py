@@ -56,19 +56,22 @@ def test_poison_events_are_dead_lettered_and_the_job_still_completes(
 
     schema_violation = orjson.loads(item(3, {"content_hash": "0" * 64}))
     schema_violation["unexpected"] = "field"
+    from_the_future = orjson.loads(item(4, {"content_hash": "0" * 64}))
+    from_the_future["schema_version"] = 99
+    oversized = item(5, {"content_hash": "0" * 64, "padding": "x" * 1_100_000})
+    job_submitted = encode(
+        JobSubmitted.new(job_id=job_id, job_type="query", user_id="upstream", total_items=6)
+    )
     messages = [
-        (
-            topics.jobs,
-            key,
-            encode(
-                JobSubmitted.new(job_id=job_id, job_type="query", user_id="upstream", total_items=4)
-            ),
-        ),
+        (topics.jobs, key, job_submitted),
+        (topics.items("query"), key, job_submitted),  # the wrong topic for it
         (topics.items("query"), key, item(0, {"content_hash": "a" * 64})),
         (topics.items("query"), key, b"\x00\x01 not json at all"),
         (topics.items("query"), key, item(1, {"content_hash": "not a hash"})),
         (topics.items("query"), key, orjson.dumps(schema_violation)),
         (topics.items("query"), key, item(2, {"device_id": "d-1"})),
+        (topics.items("query"), key, orjson.dumps(from_the_future)),
+        (topics.items("query"), key, oversized),
     ]
     asyncio.run(publish(kafka_settings, messages))
 
@@ -84,7 +87,7 @@ def test_poison_events_are_dead_lettered_and_the_job_still_completes(
             )
 
     job = wait_for(job_row, 90, "the upstream job to complete")
-    assert (job["success_items"], job["failed_items"], job["processed_items"]) == (2, 2, 4)
+    assert (job["success_items"], job["failed_items"], job["processed_items"]) == (2, 4, 6)
     with engine.connect() as conn:
         errors = dict(
             conn.execute(
@@ -95,11 +98,22 @@ def test_poison_events_are_dead_lettered_and_the_job_still_completes(
                 {"id": job_id},
             ).all()
         )
-    assert errors == {1: "invalid_input", 3: "malformed_event"}
+    assert errors == {
+        1: "invalid_input",
+        3: "malformed_event",
+        4: "malformed_event",
+        5: "malformed_event",
+    }
 
-    letters = asyncio.run(read_dead_letters(kafka_settings, expected=2))
+    letters = asyncio.run(read_dead_letters(kafka_settings, expected=5))
     reasons = sorted(dict(r.headers)[HEADER_REASON].decode() for r in letters)
-    assert reasons == ["invalid_json", "schema_violation"]
+    assert reasons == [
+        "invalid_json",
+        "oversized",
+        "schema_violation",
+        "unexpected_event",
+        "unknown_schema_version",
+    ]
     for letter in letters:
         headers = dict(letter.headers)
         assert headers[HEADER_TOPIC].decode() == topics.items("query")

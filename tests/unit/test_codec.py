@@ -133,3 +133,12 @@ def test_a_version_without_an_upcaster_is_unknown(thing_contract, monkeypatch):
     with pytest.raises(EventDecodeError) as caught:
         decode(orjson.dumps(_thing(1, why="x")))
     assert caught.value.reason == "unknown_schema_version"
+
+
+def test_an_oversized_event_still_names_its_item():
+    payload = f.as_dict(f.item_submitted(uuid4(), 9))
+    payload["input"] = {"blob": "x" * 5000}
+    with pytest.raises(EventDecodeError) as caught:
+        decode(orjson.dumps(payload), max_bytes=1000)
+    assert caught.value.reason == "oversized"
+    assert caught.value.payload == {"job_id": payload["job_id"], "item_index": 9}
