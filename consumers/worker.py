@@ -96,6 +96,7 @@ class Worker:
         self._in_flight: Counter[TopicPartition] = Counter()
         self._last_commit = 0.0
         self.deadlines = Deadlines()
+        self._releasing = asyncio.Lock()
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -150,10 +151,10 @@ class Worker:
         await self.commit([tp for tp in self.offsets if tp not in self.revoked])
 
     async def commit(self, partitions: list[TopicPartition]) -> None:
+        trackers = {tp: self.offsets[tp] for tp in partitions if tp in self.offsets}
         positions = {}
-        for tp in partitions:
-            offsets = self.offsets.get(tp)
-            position = offsets.to_commit() if offsets else None
+        for tp, offsets in trackers.items():
+            position = offsets.to_commit()
             if position is not None:
                 positions[tp] = position
         if not positions:
@@ -166,7 +167,7 @@ class Worker:
             log.warning("offset commit failed: %s", exc)
             return
         for tp, position in positions.items():
-            self.offsets[tp].committed(position)
+            trackers[tp].committed(position)
 
     # --- one record ---------------------------------------------------------------------------
 
@@ -238,6 +239,10 @@ class Worker:
     async def release(self, partitions: list[TopicPartition]) -> None:
         """Stop working on these partitions: drop what is queued, let in-flight records
         finish within the grace period, commit what is acknowledged."""
+        async with self._releasing:  # a rebalance and a shutdown may overlap
+            await self._release(partitions)
+
+    async def _release(self, partitions: list[TopicPartition]) -> None:
         self.revoked.update(partitions)
         deadline = time.monotonic() + self.settings.worker_shutdown_grace_s
         while any(self._in_flight[tp] for tp in partitions) and time.monotonic() < deadline:

@@ -1,0 +1,195 @@
+"""Projector throughput: fold N events from scratch into fresh tables.
+
+Pre-loads N events (by default 500,000: one ItemSubmitted and one outcome per item, over
+many jobs, plus one JobSubmitted per job; a tenth of the outcomes are failures) into fresh
+topics, starts one ``batchctl projector`` against a fresh database, and times it from its
+first stored batch to the position at the end of every partition. Checks the tables at the
+end (every job completed, counts exact). Prints, last, a JSON line with ``events_per_s`` and
+the projector's ``peak_rss_mb``.
+
+    python benchmarks/projector.py [--events N] [--items-per-job K]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text
+
+from benchmarks.common import (
+    delete_topics,
+    fresh_settings,
+    machine,
+    make_topics,
+    peak_rss_mb,
+    preload,
+    services,
+)
+from events.codec import encode
+from events.models import ItemFailed, ItemSubmitted, ItemSucceeded, JobSubmitted
+from migrations.runner import upgrade
+from storage.engine import make_engine
+
+
+def events_for(settings, jobs: int, per_job: int) -> list[tuple[str, bytes, bytes]]:  # type: ignore[no-untyped-def]
+    topics = settings.topics
+    messages = []
+    for _ in range(jobs):
+        job_id = uuid.uuid4()
+        key = str(job_id).encode()
+        messages.append(
+            (
+                topics.jobs,
+                key,
+                encode(
+                    JobSubmitted.new(
+                        job_id=job_id, job_type="query", user_id="bench", total_items=per_job
+                    )
+                ),
+            )
+        )
+        for i in range(per_job):
+            item_key = f"{job_id}:{i}".encode()
+            messages.append(
+                (
+                    topics.items("query"),
+                    item_key,
+                    encode(
+                        ItemSubmitted.new(
+                            job_id=job_id,
+                            item_index=i,
+                            job_type="query",
+                            input={"content_hash": f"{i:064x}"},
+                        )
+                    ),
+                )
+            )
+            if i % 10 == 3:
+                outcome = ItemFailed.new(
+                    job_id=job_id,
+                    item_index=i,
+                    attempts=3,
+                    duration_ms=1.5,
+                    error_code="bad_signature",
+                    error_message="signature does not verify",
+                )
+            else:
+                outcome = ItemSucceeded.new(
+                    job_id=job_id, item_index=i, duration_ms=0.25, output={"found": False}
+                )
+            messages.append((topics.outcomes, key, encode(outcome)))
+    return messages
+
+
+def fresh_database(server_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    return url
+
+
+def drop_database(server_url: str, url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    admin = make_engine(server_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def folded(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT COALESCE(sum(next_offset), 0) FROM projection_checkpoints")
+            ).scalar_one()
+        )
+
+
+def run(events: int, per_job: int) -> dict:  # type: ignore[type-arg]
+    settings = fresh_settings()
+    asyncio.run(make_topics(settings, ["query"]))
+    jobs = max(1, events // (2 * per_job + 1))
+    messages = events_for(settings, jobs, per_job)
+    total = len(messages)
+    print(f"pre-loading {total} events ({jobs} jobs x {per_job} items) ...", flush=True)
+    started = time.perf_counter()
+    asyncio.run(preload(settings, messages))
+    del messages
+    print(f"pre-loaded in {time.perf_counter() - started:.1f}s", flush=True)
+    server_url = os.environ["DATABASE_URL"]
+    url = fresh_database(server_url)
+    engine = make_engine(url, pool_size=1)
+    env = {
+        **os.environ,
+        "BATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "DATABASE_URL": url,
+        "LOG_LEVEL": "WARNING",
+    }
+    projector = subprocess.Popen([sys.executable, "-m", "batchctl", "projector"], env=env)
+    rss = 0.0
+    try:
+        first_at = None
+        while True:
+            done = folded(engine)
+            now = time.perf_counter()
+            if done and first_at is None:
+                first_at, first_done = now, done
+            if done >= total:
+                break
+            if projector.poll() is not None:
+                raise RuntimeError(f"the projector exited with {projector.returncode}")
+            rss = max(rss, peak_rss_mb(projector.pid))
+            time.sleep(0.05)
+        elapsed = now - first_at
+        rss = max(rss, peak_rss_mb(projector.pid))
+        with engine.connect() as conn:
+            check = conn.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE status = 'completed'), sum(processed_items),"
+                    " sum(failed_items), (SELECT count(*) FROM results) FROM jobs"
+                )
+            ).one()
+        assert tuple(check) == (jobs, jobs * per_job, jobs * len(range(3, per_job, 10)), jobs), (
+            check
+        )
+    finally:
+        projector.terminate()
+        projector.wait(30)
+        engine.dispose()
+        drop_database(server_url, url)
+        asyncio.run(delete_topics(settings))
+    measured = total - first_done
+    return {
+        "benchmark": "projector",
+        "events": total,
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(measured / elapsed),
+        "peak_rss_mb": rss,
+        "jobs": jobs,
+        "items_per_job": per_job,
+        "machine": machine(),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--items-per-job", type=int, default=1000)
+    args = parser.parse_args()
+    services()
+    print(json.dumps(run(args.events, args.items_per_job)))
