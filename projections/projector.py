@@ -14,7 +14,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from events.codec import EventDecodeError, decode
+from events.codec import EventDecodeError, decode_expecting
+from events.models import Event, ItemSubmitted, ItemSucceeded, JobSubmitted
 from projections.fold import Changes
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionWriter
@@ -56,21 +57,32 @@ class Projector:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            batch = await self.consumer.getmany(
-                timeout_ms=200, max_records=self.settings.projector_max_batch
-            )
-            if batch:
-                await self.fold_and_write(batch)
+        """Fold batch N+1 while batch N is written: psycopg2 releases the GIL while
+        PostgreSQL works, so decoding and writing overlap. Writes stay in order."""
+        writing: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(
+                    timeout_ms=200, max_records=self.settings.projector_max_batch
+                )
+                if not batch:
+                    continue
+                changes = self.fold(batch)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._write(changes))
+        finally:
+            if writing is not None:
+                await writing
 
-    async def fold_and_write(
-        self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
-    ) -> Changes:
+    def fold(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> Changes:
         changes = Changes()
+        max_bytes = self.settings.projector_max_event_bytes
         for tp, records in batch.items():
+            expected = self._expected(tp.topic)
             for record in records:
                 try:
-                    event = decode(record.value, max_bytes=self.settings.projector_max_event_bytes)
+                    event = decode_expecting(expected, record.value, max_bytes=max_bytes)
                 except EventDecodeError as exc:
                     self.counts["undecodable"] += 1
                     log.warning(
@@ -83,6 +95,9 @@ class Projector:
                 else:
                     changes.apply(event)
                 changes.advance(tp.topic, tp.partition, record.offset)
+        return changes
+
+    async def _write(self, changes: Changes) -> None:
         await asyncio.to_thread(self.writer.write, changes)
         self.counts["events"] += changes.events
         try:  # informational only: the positions that count are in PostgreSQL
@@ -91,4 +106,11 @@ class Projector:
             )
         except Exception as exc:
             log.debug("informational offset commit failed: %s", exc)
-        return changes
+
+    def _expected(self, topic: str) -> type[Event]:
+        topics = self.settings.topics
+        if topic == topics.jobs:
+            return JobSubmitted
+        if topic == topics.outcomes:
+            return ItemSucceeded
+        return ItemSubmitted

@@ -1,10 +1,11 @@
 """Writes a batch of coalesced changes to PostgreSQL in one transaction, set-based.
 
-The batch is COPYed into session-local staging tables, then a handful of statements apply
-it: ``INSERT ... ON CONFLICT`` for jobs and items, counters bumped only by rows whose status
-really changed from pending to terminal (the ``RETURNING`` of a conditional upsert), job
-statuses derived from the counters, results written when a job finishes, and the consumed
-positions stored last. Committing all of it at once is what makes the effect exactly-once.
+The batch is COPYed into session-local staging tables (``projections/copy_rows.py``), then a
+handful of statements apply it: ``INSERT ... ON CONFLICT`` for jobs
+and items, counters bumped only by rows whose status really changed from pending to
+terminal (the ``RETURNING`` of a conditional upsert), job statuses derived from the
+counters, results written when a job finishes, and the consumed positions stored last.
+Committing all of it at once is what makes the effect exactly-once.
 """
 
 import io
@@ -13,7 +14,7 @@ from typing import Any
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extras import execute_values
 
-from projections.copy_format import copy_text
+from projections.copy_rows import item_lines, job_lines
 from projections.fold import Changes
 
 STAGING_DDL = """
@@ -28,6 +29,9 @@ CREATE TEMP TABLE IF NOT EXISTS stage_items (
     processed_at timestamptz
 ) ON COMMIT DELETE ROWS;
 """
+
+STAGE_JOBS = "INSERT INTO stage_jobs SELECT * FROM json_populate_recordset(NULL::stage_jobs, %s)"
+STAGE_ITEMS = "INSERT INTO stage_items SELECT * FROM json_populate_recordset(NULL::stage_items, %s)"
 
 UPSERT_JOBS = """
 INSERT INTO jobs AS j (id, user_id, job_type, total_items, metadata, retry_of, created_at,
@@ -159,6 +163,9 @@ class ProjectionWriter:
         self.conn = connection
         self.projection = projection
         with self.conn.cursor() as cur:
+            # Safe without waiting for the WAL flush: rows and positions commit together, so
+            # a transaction lost in a database crash is simply folded again from Kafka.
+            cur.execute("SET synchronous_commit = off")
             cur.execute(STAGING_DDL)
         self.conn.commit()
 
@@ -182,47 +189,12 @@ class ProjectionWriter:
         job_ids = {str(job_id) for job_id in changes.jobs}
         if changes.jobs:
             cur.copy_expert(
-                "COPY stage_jobs FROM STDIN",
-                io.StringIO(
-                    copy_text(
-                        (
-                            j.job_id,
-                            s.user_id if s else None,
-                            s.job_type if s else None,
-                            s.total_items if s else None,
-                            s.metadata if s else None,
-                            s.retry_of if s else None,
-                            s.occurred_at if s else None,
-                            j.cancel_requested_at,
-                        )
-                        for j in changes.jobs.values()
-                        for s in (j.submitted,)
-                    )
-                ),
+                "COPY stage_jobs FROM STDIN", io.StringIO(job_lines(changes.jobs.values()))
             )
             cur.execute(UPSERT_JOBS)
         if changes.items:
             cur.copy_expert(
-                "COPY stage_items FROM STDIN",
-                io.StringIO(
-                    copy_text(
-                        (
-                            i.job_id,
-                            i.item_index,
-                            i.submitted,
-                            i.input_data,
-                            i.submitted_at,
-                            i.status,
-                            i.output_data,
-                            i.error_code,
-                            i.error_message,
-                            i.attempts,
-                            i.duration_ms,
-                            i.processed_at,
-                        )
-                        for i in changes.items.values()
-                    )
-                ),
+                "COPY stage_items FROM STDIN", io.StringIO(item_lines(changes.items.values()))
             )
             cur.execute(UPSERT_SUBMITTED_ITEMS)
             cur.execute(APPLY_OUTCOMES)

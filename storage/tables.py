@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -64,7 +64,16 @@ class Item(Base):
     created_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
     processed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
 
-    __table_args__ = (Index("ix_items_job_id_status_item_index", "job_id", "status", "item_index"),)
+    __table_args__ = (
+        # Failed and cancelled items are found by this index; the bulk (pending, success)
+        # is paged through the primary key. See migration 0002.
+        Index(
+            "ix_items_job_id_item_index_unsuccessful",
+            "job_id",
+            "item_index",
+            postgresql_where=text("status IN ('failed', 'cancelled')"),
+        ),
+    )
 
 
 class Result(Base):

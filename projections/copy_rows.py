@@ -1,0 +1,79 @@
+"""Staging rows in PostgreSQL's COPY text format, built for speed.
+
+COPY is the cheapest way into PostgreSQL; the cost is building its text in Python. These
+builders know each staging table's columns and types: timestamps and UUIDs are written by
+orjson (several times faster than ``isoformat()``), and strings are only escaped when they
+hold one of COPY's four special characters.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from projections.fold import ItemChange, JobChange
+
+NULL = "\\N"
+
+
+def escape(text: str) -> str:
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return (
+            text.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return text
+
+
+def _json(value: Any) -> str:
+    return NULL if value is None else escape(orjson.dumps(value).decode())
+
+
+def _scalar(value: Any) -> str:
+    """A UUID or datetime, as orjson writes it (without its quotes)."""
+    return NULL if value is None else orjson.dumps(value)[1:-1].decode()
+
+
+def _text(value: str | None) -> str:
+    return NULL if value is None else escape(value)
+
+
+def item_lines(items: Iterable[ItemChange]) -> str:
+    lines: list[str] = []
+    append = lines.append
+    job_texts: dict[Any, str] = {}
+    for i in items:
+        job = job_texts.get(i.job_id)
+        if job is None:
+            job = job_texts[i.job_id] = str(i.job_id)
+        append(
+            f"{job}\t{i.item_index}\t{'t' if i.submitted else 'f'}\t{_json(i.input_data)}\t"
+            f"{_scalar(i.submitted_at)}\t{i.status or NULL}\t{_json(i.output_data)}\t"
+            f"{_text(i.error_code)}\t{_text(i.error_message)}\t{i.attempts}\t"
+            f"{NULL if i.duration_ms is None else repr(float(i.duration_ms))}\t"
+            f"{_scalar(i.processed_at)}\n"
+        )
+    return "".join(lines)
+
+
+def job_lines(jobs: Iterable[JobChange]) -> str:
+    lines: list[str] = []
+    for j in jobs:
+        s = j.submitted
+        if s is None:
+            fields = [str(j.job_id), NULL, NULL, NULL, NULL, NULL, NULL]
+        else:
+            fields = [
+                str(j.job_id),
+                escape(s.user_id),
+                s.job_type,
+                str(s.total_items),
+                _json(s.metadata),
+                _scalar(s.retry_of),
+                _scalar(s.occurred_at),
+            ]
+        fields.append(_scalar(j.cancel_requested_at))
+        lines.append("\t".join(fields) + "\n")
+    return "".join(lines)
