@@ -1,8 +1,22 @@
-"""Composition root of the projector process."""
+"""Composition root of the projector process.
+
+One projector writes a projection at a time: each session holds a PostgreSQL advisory lock
+named after its projection, so a second instance waits as a standby, and ``replay`` can tell
+that a projector is running. A lost database connection ends the session; the next one
+starts after a growing delay and resumes from the positions stored with the rows, so the
+tables end exact whatever was in flight.
+"""
 
 import asyncio
+import contextlib
+import gc
 import logging
 import signal
+import zlib
+from typing import Any
+
+import psycopg2
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from projections.projector import Projector
 from projections.settings import ProjectorSettings
@@ -12,6 +26,14 @@ from streaming.clients import make_consumer
 
 log = logging.getLogger(__name__)
 
+MAX_BACKOFF_S = 10.0
+DATABASE_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError, OperationalError, DBAPIError)
+
+
+def lock_key(projection: str) -> int:
+    """The advisory lock that one projector of a projection holds."""
+    return zlib.crc32(f"archiveorigin-batch projection {projection}".encode())
+
 
 async def run_projector(settings: ProjectorSettings, stop: asyncio.Event | None = None) -> None:
     if stop is None:
@@ -19,27 +41,64 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event | None 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            await _session(settings, stop)
+            return
+        except DATABASE_ERRORS as exc:
+            log.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff)
+        backoff = min(MAX_BACKOFF_S, backoff * 2)
+
+
+async def _wait_for_lock(raw: Any, projection: str, stop: asyncio.Event) -> bool:
+    key = lock_key(projection)
+    waiting_logged = False
+    while not stop.is_set():
+        with raw.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            locked = cur.fetchone()[0]
+        raw.commit()
+        if locked:
+            return True
+        if not waiting_logged:
+            log.info("another projector holds projection %r; waiting as a standby", projection)
+            waiting_logged = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 2.0)
+    return False
+
+
+async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.database_url, pool_size=1)
     raw = engine.raw_connection()
-    writer = ProjectionWriter(raw.driver_connection, settings.projection_name)  # type: ignore[arg-type]
-    consumer = make_consumer(
-        settings,
-        group_id=settings.group_id(),
-        max_poll_records=settings.projector_max_batch,
-        metadata_max_age_ms=10_000,
-    )
-    projector = Projector(settings, consumer, writer)
-    projector.subscribe()
-    await consumer.start()
-    log.info(
-        "projector %r folding topics matching %s",
-        settings.projection_name,
-        settings.topics.projected_pattern(),
-    )
     try:
-        await projector.run(stop)
+        if not await _wait_for_lock(raw.driver_connection, settings.projection_name, stop):
+            return
+        writer = ProjectionWriter(raw.driver_connection, settings.projection_name)  # type: ignore[arg-type]
+        consumer = make_consumer(
+            settings,
+            group_id=settings.group_id(),
+            max_poll_records=settings.projector_max_batch,
+            metadata_max_age_ms=10_000,
+        )
+        projector = Projector(settings, consumer, writer)
+        projector.subscribe()
+        await consumer.start()
+        gc.freeze()
+        log.info(
+            "projector %r folding topics matching %s",
+            settings.projection_name,
+            settings.topics.projected_pattern(),
+        )
+        try:
+            await projector.run(stop)
+        finally:
+            await consumer.stop()
+            log.info("projector session ended after %d events", projector.counts["events"])
     finally:
-        await consumer.stop()
-        raw.close()
+        with contextlib.suppress(Exception):  # a dead connection cannot be closed cleanly
+            raw.close()  # also releases the advisory lock
         engine.dispose()
-        log.info("projector stopped after %d events", projector.counts["events"])

@@ -210,3 +210,29 @@ async def publish(settings: KafkaSettings, messages: list[tuple[str, bytes, byte
             await producer.send_and_wait(topic, value=value, key=key)
     finally:
         await producer.stop()
+
+
+async def publish_many(settings: KafkaSettings, messages: list[tuple[str, bytes, bytes]]) -> None:
+    """Publish many messages quickly (in order per key), waiting for every acknowledgement."""
+    producer = make_producer(settings, linger_ms=20)
+    await producer.start()
+    try:
+        deliveries = [
+            await producer.send(topic, value=value, key=key) for topic, key, value in messages
+        ]
+        await asyncio.gather(*deliveries)
+    finally:
+        await producer.stop()
+
+
+def folded_positions(engine: Engine, prefix: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT COALESCE(sum(next_offset), 0) FROM projection_checkpoints"
+                    " WHERE projection = 'main' AND topic LIKE :prefix"
+                ),
+                {"prefix": prefix + "%"},
+            ).scalar_one()
+        )
