@@ -3,7 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,6 +27,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 
 console = Console()
+T = TypeVar("T")
 err = Console(stderr=True)
 
 
@@ -36,6 +37,10 @@ def _fail(message: str) -> typer.Exit:
 
 
 # --- the parts -----------------------------------------------------------------------------
+
+
+def _run_result(main: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(main)
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -130,6 +135,53 @@ def demo(
         run_demo(port=port, items_per_job=items, console=Console(width=max(console.width, 110)))
     except (DevServiceError, DemoFailed) as exc:
         raise _fail(str(exc)) from None
+
+
+@app.command()
+def replay(
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="clear the tables and fold them again")
+    ] = False,
+) -> None:
+    """Rebuild the projected tables from the start of the topics."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from projections.replay import ProjectorRunning, replay_in_place
+    from projections.settings import ProjectorSettings
+
+    if not in_place:
+        raise _fail(
+            "only --in-place is available: stop the projector, then run "
+            "`batchctl replay --in-place` (a shadow replay beside a running "
+            "projector is not built yet)"
+        )
+    logs.configure("replay")
+    with Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} events"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+    ) as bar:
+        task = bar.add_task("replay", total=0, rate="")
+
+        def show(progress):  # type: ignore[no-untyped-def]
+            bar.update(
+                task,
+                completed=progress.folded,
+                total=progress.total,
+                rate=f"{progress.events_per_s:,.0f} events/s",
+            )
+
+        try:
+            done = _run_result(replay_in_place(ProjectorSettings(), show))
+        except ProjectorRunning as exc:
+            raise _fail(str(exc)) from None
+    console.print(
+        f"replayed {done.total:,} events in {done.elapsed_s:.1f}s "
+        f"({done.events_per_s:,.0f} events/s)"
+    )
 
 
 # --- local services ------------------------------------------------------------------------

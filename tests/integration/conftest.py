@@ -236,3 +236,28 @@ def folded_positions(engine: Engine, prefix: str) -> int:
                 {"prefix": prefix + "%"},
             ).scalar_one()
         )
+
+
+def end_offsets_total(settings: KafkaSettings) -> int:
+    """The number of events in every projected partition right now."""
+    from projections.replay import _targets
+    from streaming.clients import make_consumer
+
+    async def total() -> int:
+        consumer = make_consumer(settings, group_id=None)
+        await consumer.start()
+        try:
+            return sum((await _targets(consumer, settings.topics.projected_pattern())).values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(total())
+
+
+def wait_fully_folded(engine: Engine, settings: KafkaSettings, timeout_s: float) -> None:
+    total = end_offsets_total(settings)
+    wait_for(
+        lambda: folded_positions(engine, settings.topic_prefix) >= total,
+        timeout_s,
+        "the projector to reach the end of every partition",
+    )

@@ -13,7 +13,13 @@ from sqlalchemy import text
 
 from events.codec import encode
 from tests import factories as f
-from tests.integration.conftest import item_statuses, job_row, publish_many, wait_for
+from tests.integration.conftest import (
+    item_statuses,
+    job_row,
+    publish_many,
+    wait_for,
+    wait_fully_folded,
+)
 
 JOBS, ITEMS_PER_JOB = 25, 999  # 25 x (1 + 2 x 999) = 49,975 events
 
@@ -86,11 +92,7 @@ def test_kill_9_mid_backlog_then_restart_gives_exact_tables(kafka_settings, engi
     projector.send_signal(signal.SIGKILL)
     projector.wait()
     processes.start("projector", PROJECTOR_MAX_BATCH="500")
-    wait_for(
-        lambda: all((job_row(engine, j) or {}).get("status") == "completed" for j in job_ids),
-        120,
-        "every job completed",
-    )
+    wait_fully_folded(engine, kafka_settings, 120)
     assert_exact(engine, job_ids)
 
 
@@ -119,9 +121,5 @@ def test_postgres_restart_while_folding_retries_and_ends_exact(
     _wait_until_some_folded(engine, job_ids, 2_000)
     subprocess.run(["pg_ctlcluster", *cluster, "restart", "-m", "fast"], check=True)
     engine.dispose()  # the test's own pooled connections died with the server
-    wait_for(
-        lambda: all((job_row(engine, j) or {}).get("status") == "completed" for j in job_ids),
-        120,
-        "every job completed after the restart",
-    )
+    wait_fully_folded(engine, kafka_settings, 120)
     assert_exact(engine, job_ids)

@@ -1,0 +1,127 @@
+"""Rebuild the projected tables from the start of the topics (``batchctl replay --in-place``).
+
+The replay holds the projection's advisory lock, so it refuses to run beside a projector
+(stop the projector first) and a projector started meanwhile waits as a standby. It
+captures the end offset of every projected partition, clears the tables and positions in
+one transaction, and folds from the beginning up to those offsets with the live fold and
+writer, at the same speed. The positions it stores let a projector continue from there.
+"""
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from projections.app import lock_key
+from projections.projector import Projector
+from projections.settings import ProjectorSettings
+from projections.writer import ProjectionWriter
+from storage.engine import make_engine
+from streaming.clients import make_consumer
+
+CLEAR = """
+TRUNCATE jobs, items, results;
+DELETE FROM projection_checkpoints WHERE projection = %s;
+"""
+
+
+class ProjectorRunning(Exception):
+    """Another process holds the projection: an in-place replay would race it."""
+
+
+@dataclass
+class Progress:
+    folded: int
+    total: int
+    elapsed_s: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.folded / self.elapsed_s if self.elapsed_s else 0.0
+
+
+async def _targets(consumer: AIOKafkaConsumer, pattern: str) -> dict[TopicPartition, int]:
+    # consumer.topics() does not keep the partitions it learns; ask for the metadata itself
+    cluster = await consumer._client.fetch_all_metadata()  # type: ignore[attr-defined]
+    topics = [t for t in cluster.topics() if re.match(pattern, t)]
+    partitions = [
+        TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or [])
+    ]
+    ends = await consumer.end_offsets(partitions)
+    return {tp: offset for tp, offset in ends.items() if offset > 0}
+
+
+async def replay_in_place(
+    settings: ProjectorSettings, on_progress: Callable[[Progress], None] = lambda p: None
+) -> Progress:
+    engine = make_engine(settings.database_url, pool_size=1)
+    raw = engine.raw_connection()
+    conn: Any = raw.driver_connection
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(settings.projection_name),))
+            if not cur.fetchone()[0]:
+                raise ProjectorRunning(
+                    f"a projector is running for projection {settings.projection_name!r}: "
+                    "stop it first"
+                )
+        conn.commit()
+        consumer = make_consumer(
+            settings, group_id=None, max_poll_records=settings.projector_max_batch
+        )
+        await consumer.start()
+        try:
+            targets = await _targets(consumer, settings.topics.projected_pattern())
+            with conn.cursor() as cur:
+                cur.execute(CLEAR, (settings.projection_name,))
+            conn.commit()
+            writer = ProjectionWriter(conn, settings.projection_name)
+            if not targets:
+                return Progress(0, 0, 0.0)  # an empty log folds to empty tables
+            consumer.assign(list(targets))
+            await consumer.seek_to_beginning(*targets)
+            return await _fold_until(
+                Projector(settings, consumer, writer), consumer, targets, on_progress
+            )
+        finally:
+            await consumer.stop()
+    finally:
+        raw.close()  # releases the lock
+        engine.dispose()
+
+
+async def _fold_until(
+    projector: Projector,
+    consumer: AIOKafkaConsumer,
+    targets: dict[TopicPartition, int],
+    on_progress: Callable[[Progress], None],
+) -> Progress:
+    total = sum(targets.values())
+    started = time.monotonic()
+    remaining = dict(targets)
+    while remaining:
+        batch = await consumer.getmany(
+            *remaining, timeout_ms=500, max_records=projector.settings.projector_max_batch
+        )
+        for tp, records in batch.items():
+            end = remaining.get(tp)
+            if end is None:
+                continue
+            batch[tp] = [r for r in records if r.offset < end]
+        changes = projector.fold(batch)
+        if changes:
+            await asyncio.to_thread(projector.writer.write, changes)
+        folded = 0
+        for tp, end in targets.items():
+            position = await consumer.position(tp)
+            folded += min(position, end)
+            if tp in remaining and position >= end:  # (also past a trailing marker)
+                del remaining[tp]
+                consumer.pause(tp)
+        on_progress(Progress(folded, total, time.monotonic() - started))
+    return Progress(total, total, time.monotonic() - started)
