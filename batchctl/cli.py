@@ -140,22 +140,22 @@ def demo(
 @app.command()
 def replay(
     in_place: Annotated[
-        bool, typer.Option("--in-place", help="clear the tables and fold them again")
+        bool,
+        typer.Option(
+            "--in-place",
+            help="clear the tables and fold them again (the projector must be stopped); "
+            "by default new tables are built beside the live ones and swapped in",
+        ),
     ] = False,
 ) -> None:
     """Rebuild the projected tables from the start of the topics."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from projections.replay import ProjectorRunning, replay_in_place
+    from projections.replay import ProjectorRunning, replay_in_place, replay_shadow
     from projections.settings import ProjectorSettings
 
-    if not in_place:
-        raise _fail(
-            "only --in-place is available: stop the projector, then run "
-            "`batchctl replay --in-place` (a shadow replay beside a running "
-            "projector is not built yet)"
-        )
     logs.configure("replay")
+    mode = replay_in_place if in_place else replay_shadow
     with Progress(
         TextColumn("replaying"),
         BarColumn(),
@@ -175,11 +175,12 @@ def replay(
             )
 
         try:
-            done = _run_result(replay_in_place(ProjectorSettings(), show))
+            done = _run_result(mode(ProjectorSettings(), show))
         except ProjectorRunning as exc:
             raise _fail(str(exc)) from None
+    how = "in place" if in_place else "into new tables, swapped in"
     console.print(
-        f"replayed {done.total:,} events in {done.elapsed_s:.1f}s "
+        f"replayed {done.total:,} events {how} in {done.elapsed_s:.1f}s "
         f"({done.events_per_s:,.0f} events/s)"
     )
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from projections.projector import Projector
 from projections.settings import ProjectorSettings
-from projections.writer import ProjectionWriter
+from projections.writer import ProjectionSwitched, ProjectionWriter
 from storage.engine import make_engine
 from streaming.clients import make_consumer
 
@@ -46,6 +46,10 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event | None 
         try:
             await _session(settings, stop)
             return
+        except ProjectionSwitched:
+            log.info("a replay swapped the tables in; resuming from their positions")
+            backoff = 0.5
+            continue
         except DATABASE_ERRORS as exc:
             log.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
         with contextlib.suppress(TimeoutError):

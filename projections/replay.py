@@ -1,15 +1,24 @@
-"""Rebuild the projected tables from the start of the topics (``batchctl replay --in-place``).
+"""Rebuild the projected tables from the start of the topics (``batchctl replay``).
 
-The replay holds the projection's advisory lock, so it refuses to run beside a projector
-(stop the projector first) and a projector started meanwhile waits as a standby. It
-captures the end offset of every projected partition, clears the tables and positions in
-one transaction, and folds from the beginning up to those offsets with the live fold and
-writer, at the same speed. The positions it stores let a projector continue from there.
+Shadow (the default): new tables are built in a schema of their own while the live ones
+keep serving; the replay folds from the beginning to the head of every partition, catches
+up with what arrived meanwhile, then swaps the new tables in with one transaction (under
+the swap lock every write transaction shares, bumping the tables' epoch). Readers see the
+old tables or the new ones, never a half-built state; a running projector notices the new
+epoch in its next write and resumes from the new tables' positions. The old tables are
+dropped after.
+
+In place (``--in-place``): the replay holds the projection's advisory lock, so it refuses
+to run beside a projector, captures the end of every partition, clears the tables and
+positions in one transaction, and folds up to that end.
+
+Both fold with the live fold and writer, at the same speed.
 """
 
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +29,7 @@ from aiokafka.structs import TopicPartition
 from projections.app import lock_key
 from projections.projector import Projector
 from projections.settings import ProjectorSettings
-from projections.writer import ProjectionWriter
+from projections.writer import SWAP_LOCK, ProjectionWriter
 from storage.engine import make_engine
 from streaming.clients import make_consumer
 
@@ -125,3 +134,82 @@ async def _fold_until(
                 consumer.pause(tp)
         on_progress(Progress(folded, total, time.monotonic() - started))
     return Progress(total, total, time.monotonic() - started)
+
+
+PROJECTED_TABLES = ("jobs", "items", "results", "projection_checkpoints")
+
+
+def _create_shadow(conn: Any, schema: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+        for table in PROJECTED_TABLES:
+            cur.execute(f'CREATE TABLE "{schema}".{table} (LIKE public.{table} INCLUDING ALL)')
+    conn.commit()
+
+
+def _swap_in(conn: Any, schema: str) -> None:
+    retired = f"retired_{uuid.uuid4().hex[:8]}"
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (SWAP_LOCK,))
+        cur.execute(f'CREATE SCHEMA "{retired}"')
+        for table in PROJECTED_TABLES:
+            cur.execute(f'ALTER TABLE public.{table} SET SCHEMA "{retired}"')
+            cur.execute(f'ALTER TABLE "{schema}".{table} SET SCHEMA public')
+        cur.execute("UPDATE projection_state SET epoch = epoch + 1 WHERE id = 1")
+    conn.commit()
+    with conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA "{retired}" CASCADE')
+        cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    conn.commit()
+
+
+async def replay_shadow(
+    settings: ProjectorSettings, on_progress: Callable[[Progress], None] = lambda p: None
+) -> Progress:
+    engine = make_engine(settings.database_url, pool_size=2)
+    admin_raw, shadow_raw = engine.raw_connection(), engine.raw_connection()
+    admin: Any = admin_raw.driver_connection
+    shadow: Any = shadow_raw.driver_connection
+    schema = f"replay_{uuid.uuid4().hex[:8]}"
+    swapped = False
+    try:
+        _create_shadow(admin, schema)
+        with shadow.cursor() as cur:
+            cur.execute(f'SET search_path TO "{schema}", public')
+        shadow.commit()
+        writer = ProjectionWriter(shadow, settings.projection_name, follow_swaps=False)
+        consumer = make_consumer(
+            settings, group_id=None, max_poll_records=settings.projector_max_batch
+        )
+        await consumer.start()
+        try:
+            projector = Projector(settings, consumer, writer)
+            started = time.monotonic()
+            folded, passes = 0, 0
+            while True:  # to the head, then again for what arrived meanwhile
+                targets = await _targets(consumer, settings.topics.projected_pattern())
+                new = [tp for tp in targets if tp not in consumer.assignment()]
+                if new:
+                    consumer.assign(list(consumer.assignment() | set(targets)))
+                    await consumer.seek_to_beginning(*new)
+                behind = 0
+                for tp, end in targets.items():
+                    behind += end - await consumer.position(tp)
+                if passes and behind <= settings.projector_max_batch:
+                    break  # close enough: the live projector folds the rest within a second
+                consumer.resume(*targets)
+                folded = (await _fold_until(projector, consumer, targets, on_progress)).total
+                passes += 1
+            _swap_in(admin, schema)
+            swapped = True
+            return Progress(folded, folded, time.monotonic() - started)
+        finally:
+            await consumer.stop()
+    finally:
+        if not swapped:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            admin.commit()
+        admin_raw.close()
+        shadow_raw.close()
+        engine.dispose()

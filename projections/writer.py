@@ -156,18 +156,38 @@ SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projectio
 """
 
 
-class ProjectionWriter:
-    """Owns one database connection; ``write`` applies a batch and commits once."""
+SWAP_LOCK = 0x61_6F_62_73  # advisory lock: writes share it, a table swap takes it alone
 
-    def __init__(self, connection: PgConnection, projection: str):
+
+class ProjectionSwitched(Exception):
+    """A shadow replay swapped the tables in: resume from the new tables' positions."""
+
+
+class ProjectionWriter:
+    """Owns one database connection; ``write`` applies a batch and commits once.
+
+    With ``follow_swaps`` (the live projector), every write transaction first takes the swap
+    lock in shared mode and checks the tables' epoch: a swap that happened since this writer
+    started raises ``ProjectionSwitched`` before anything is written.
+    """
+
+    def __init__(self, connection: PgConnection, projection: str, *, follow_swaps: bool = True):
         self.conn = connection
         self.projection = projection
+        self.follow_swaps = follow_swaps
         with self.conn.cursor() as cur:
             # Safe without waiting for the WAL flush: rows and positions commit together, so
             # a transaction lost in a database crash is simply folded again from Kafka.
             cur.execute("SET synchronous_commit = off")
             cur.execute(STAGING_DDL)
+            self.epoch = self._epoch(cur) if follow_swaps else None
         self.conn.commit()
+
+    @staticmethod
+    def _epoch(cur: Any) -> int:
+        cur.execute("SELECT epoch FROM projection_state WHERE id = 1")
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
 
     def load_positions(self) -> dict[tuple[str, int], int]:
         with self.conn.cursor() as cur:
@@ -179,6 +199,10 @@ class ProjectionWriter:
     def write(self, changes: Changes) -> None:
         try:
             with self.conn.cursor() as cur:
+                if self.follow_swaps:
+                    cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWAP_LOCK,))
+                    if self._epoch(cur) != self.epoch:
+                        raise ProjectionSwitched("the projected tables were swapped")
                 self._apply(cur, changes)
             self.conn.commit()
         except BaseException:

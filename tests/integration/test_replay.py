@@ -14,8 +14,10 @@ from tests import factories as f
 from tests.integration.conftest import (
     end_offsets_total,
     folded_positions,
+    job_row,
     publish_many,
     wait_for,
+    wait_fully_folded,
 )
 
 TABLES = {
@@ -108,3 +110,65 @@ def test_in_place_replay_rebuilds_identical_tables(kafka_settings, engine, proce
         assert replayed[table] == [r for r in live[table] if r[key] in kept], table
     statuses = {r["id"]: r["status"] for r in replayed["jobs"]}
     assert statuses[job_ids[0]] == "completed" and statuses[job_ids[1]] == "cancelled"
+
+
+def test_shadow_replay_beside_a_running_projector_swaps_in_identical_tables(
+    kafka_settings, engine, processes, stack_env
+):
+    job_ids = mixed_run(kafka_settings)
+    processes.start("projector")
+    wait_fully_folded(engine, kafka_settings, 60)
+    live = snapshot(engine)
+    with engine.connect() as conn:
+        epoch = conn.execute(text("SELECT epoch FROM projection_state")).scalar_one()
+
+    replayed_run = subprocess.run(
+        [sys.executable, "-m", "batchctl", "replay"],
+        env=stack_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert replayed_run.returncode == 0, replayed_run.stderr
+    assert "swapped in" in replayed_run.stdout
+
+    wait_fully_folded(engine, kafka_settings, 60)
+    replayed = snapshot(engine)
+    kept = {r["id"] for r in replayed["jobs"]}
+    assert set(job_ids) <= kept
+    for table, key in TABLES.items():
+        assert replayed[table] == [r for r in live[table] if r[key] in kept], table
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT epoch FROM projection_state")).scalar_one() == epoch + 1
+        leftovers = conn.execute(
+            text(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'replay_%'"
+                " OR nspname LIKE 'retired_%'"
+            )
+        ).all()
+    assert leftovers == []
+
+    # The running projector carried on, into the new tables.
+    later, events = f.mixed_job(5)
+    topics = kafka_settings.topics
+    asyncio.run(
+        publish_many(
+            kafka_settings,
+            [
+                (
+                    {"JobSubmitted": topics.jobs, "ItemSubmitted": topics.items("query")}.get(
+                        e.event_type, topics.outcomes
+                    ),
+                    str(later).encode(),
+                    encode(e),
+                )
+                for e in events
+            ],
+        )
+    )
+    wait_for(
+        lambda: (job_row(engine, later) or {}).get("status") == "completed",
+        30,
+        "a job published after the swap to be folded into the new tables",
+    )
