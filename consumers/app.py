@@ -52,7 +52,9 @@ async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Even
     producer = make_producer(
         settings, max_request_size=max(4 << 20, 2 * settings.worker_max_event_bytes)
     )
-    cancellations = CancellationWatcher(settings, engine, settings.projection_name)
+    cancellations = CancellationWatcher(
+        settings, engine, settings.projection_name, settings.worker_cancellation_ttl_s
+    )
     sink = OutcomeSink(producer, linger_s=settings.worker_linger_s)
     worker = Worker(settings, handler, consumer, sink, cancellations)
     await producer.start()

@@ -8,6 +8,7 @@ has to read the whole history of the jobs topic.
 
 import asyncio
 import logging
+import time
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer
@@ -43,11 +44,19 @@ def load_snapshot(engine: Engine, projection: str, topic: str) -> tuple[set[UUID
 
 
 class CancellationWatcher:
-    def __init__(self, settings: KafkaSettings, engine: Engine | None, projection: str):
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        engine: Engine | None,
+        projection: str,
+        ttl_s: float = 7 * 24 * 3600,
+    ):
         self.settings = settings
         self.engine = engine
         self.projection = projection
-        self.cancelled: set[UUID] = set()
+        self.ttl_s = ttl_s
+        # job id -> when it was learned; pruned after ttl_s so that memory stays bounded
+        self.cancelled: dict[UUID, float] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -58,9 +67,11 @@ class CancellationWatcher:
         topic = self.settings.topics.jobs
         positions: dict[int, int] = {}
         if self.engine is not None:
-            self.cancelled, positions = await asyncio.to_thread(
+            known, positions = await asyncio.to_thread(
                 load_snapshot, self.engine, self.projection, topic
             )
+            now = time.monotonic()
+            self.cancelled = dict.fromkeys(known, now)
         consumer = AIOKafkaConsumer(
             **connection_options(self.settings),
             group_id=None,
@@ -104,7 +115,17 @@ class CancellationWatcher:
                     except EventDecodeError:
                         continue  # the projector and the DLQ tooling report these
                     if isinstance(event, JobCancelRequested):
-                        self.cancelled.add(event.job_id)
+                        self.cancelled[event.job_id] = time.monotonic()
+            self._prune()
+
+    def _prune(self) -> None:
+        if not self.cancelled:
+            return
+        oldest = next(iter(self.cancelled.values()))  # dicts keep insertion order
+        horizon = time.monotonic() - self.ttl_s
+        if oldest >= horizon:
+            return
+        self.cancelled = {job: at for job, at in self.cancelled.items() if at >= horizon}
 
     async def stop(self) -> None:
         if self._task is not None:
