@@ -10,7 +10,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from batchctl.dev.services import up
-from streaming.clients import make_admin, make_producer
+from streaming.clients import make_producer
 from streaming.settings import KafkaSettings
 from streaming.topics_admin import create_topics
 
@@ -29,17 +29,6 @@ def fresh_settings(partitions: int = 6) -> KafkaSettings:
 
 async def make_topics(settings: KafkaSettings, job_types: list[str]) -> None:
     await create_topics(settings, job_types)
-
-
-async def delete_topics(settings: KafkaSettings) -> None:
-    admin = make_admin(settings)
-    await admin.start()
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-        if ours:
-            await admin.delete_topics(ours)
-    finally:
-        await admin.close()
 
 
 async def preload(settings: KafkaSettings, messages: list[tuple[str, bytes, bytes]]) -> None:

@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text
 
 from benchmarks.common import (
-    delete_topics,
     fresh_settings,
     machine,
     make_topics,
@@ -37,6 +36,7 @@ from events.codec import encode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded, JobSubmitted
 from migrations.runner import upgrade
 from storage.engine import make_engine
+from streaming.topics_admin import delete_prefixed_topics
 
 
 def events_for(settings, jobs: int, per_job: int) -> list[tuple[str, bytes, bytes]]:  # type: ignore[no-untyped-def]
@@ -172,7 +172,7 @@ def run(events: int, per_job: int) -> dict:  # type: ignore[type-arg]
         projector.wait(30)
         engine.dispose()
         drop_database(server_url, url)
-        asyncio.run(delete_topics(settings))
+        asyncio.run(delete_prefixed_topics(settings))
     measured = total - first_done
     return {
         "benchmark": "projector",

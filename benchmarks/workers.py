@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiokafka import AIOKafkaConsumer
 
 from benchmarks.common import (
-    delete_topics,
     fresh_settings,
     machine,
     make_topics,
@@ -34,6 +33,7 @@ from benchmarks.common import (
 from events.codec import encode
 from events.models import ItemSubmitted
 from streaming.clients import connection_options
+from streaming.topics_admin import delete_prefixed_topics
 
 NOOP = "consumers.handlers.noop:NoopHandler"
 
@@ -109,7 +109,7 @@ async def main(items: int, concurrency: int) -> dict:  # type: ignore[type-arg]
     finally:
         worker.terminate()
         worker.wait(30)
-        await delete_topics(settings)
+        await delete_prefixed_topics(settings)
     elapsed = last - first
     return {
         "benchmark": "workers",

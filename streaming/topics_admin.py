@@ -38,3 +38,16 @@ async def create_topics(settings: KafkaSettings, job_types: list[str]) -> list[s
         return missing
     finally:
         await admin.close()
+
+
+async def delete_prefixed_topics(settings: KafkaSettings) -> list[str]:
+    """Delete every topic under the settings' prefix (test and benchmark clean-up)."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if ours:
+            await admin.delete_topics(ours)
+        return ours
+    finally:
+        await admin.close()

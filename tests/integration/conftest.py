@@ -23,9 +23,9 @@ from ingest_api.app import create_app
 from ingest_api.settings import ApiSettings
 from migrations.runner import upgrade
 from storage.engine import make_engine, normalise_url
-from streaming.clients import make_admin, make_producer
+from streaming.clients import make_producer
 from streaming.settings import KafkaSettings
-from streaming.topics_admin import create_topics
+from streaming.topics_admin import create_topics, delete_prefixed_topics
 from tests.integration import services
 
 pytestmark = pytest.mark.integration
@@ -72,18 +72,7 @@ def kafka_settings(kafka_servers: str) -> Iterator[KafkaSettings]:
     )
     asyncio.run(create_topics(settings, job_types()))
     yield settings
-    asyncio.run(_delete_topics(settings))
-
-
-async def _delete_topics(settings: KafkaSettings) -> None:
-    admin = make_admin(settings)
-    await admin.start()
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-        if ours:
-            await admin.delete_topics(ours)
-    finally:
-        await admin.close()
+    asyncio.run(delete_prefixed_topics(settings))
 
 
 @pytest.fixture(scope="session")
