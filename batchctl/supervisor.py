@@ -1,6 +1,7 @@
 """Runs the parts as child processes, restarts any that crash, and stops them all cleanly on
 Ctrl-C or SIGTERM."""
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -23,6 +24,17 @@ class Part:
     started_at: float = field(default=0.0)
 
 
+def _terminate_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the supervisor dies (even by SIGKILL), so
+    that no part outlives it. Linux only; elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def batchctl_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "batchctl", *args]
 
@@ -39,7 +51,12 @@ class Supervisor:
     def _start(self, part: Part) -> None:
         out = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         part.process = subprocess.Popen(
-            part.args, env=self.env, stdout=out, stderr=out, stdin=subprocess.DEVNULL
+            part.args,
+            env=self.env,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_terminate_with_parent,
         )
         part.started_at = time.monotonic()
         if out is not None:
@@ -87,7 +104,9 @@ class Supervisor:
         def _stop(signum: int, frame: object) -> None:
             raise KeyboardInterrupt
 
+        # Explicitly, also for SIGINT: a shell starts background jobs with SIGINT ignored.
         signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
         self.start_all()
         try:
             while True:
