@@ -30,6 +30,7 @@ from consumers.cancellations import CancellationWatcher
 from consumers.dead_letters import dead_letter, item_address
 from consumers.deadlines import Deadlines
 from consumers.handlers.base import Handler
+from consumers.lanes import KeyedDispatcher
 from consumers.offsets import PartitionOffsets
 from consumers.outcome_sink import OutcomeSink
 from consumers.processing import Outcome, RetryPolicy, cancelled, failed, process_item
@@ -92,7 +93,13 @@ class Worker:
         self.offsets: dict[TopicPartition, PartitionOffsets] = {}
         self.revoked: set[TopicPartition] = set()
         self.counts: Counter[str] = Counter()
-        self.dispatcher: Any = None
+        self.dispatcher: KeyedDispatcher[Work] = KeyedDispatcher(
+            self._process,
+            concurrency=settings.worker_concurrency,
+            max_queued=settings.worker_max_batch * 2,
+        )
+        # A record whose partition was revoked (even if assigned again since) is dropped.
+        self.dispatcher.discard = lambda work: self.offsets.get(work.tp) is not work.offsets
         self._in_flight: Counter[TopicPartition] = Counter()
         self._last_commit = 0.0
         self.deadlines = Deadlines()
@@ -101,15 +108,6 @@ class Worker:
     # --- the loop ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        from consumers.lanes import KeyedDispatcher
-
-        self.dispatcher = KeyedDispatcher(
-            self._process,
-            concurrency=self.settings.worker_concurrency,
-            max_queued=self.settings.worker_max_batch * 2,
-        )
-        # A record whose partition was revoked (even if assigned again since) is dropped.
-        self.dispatcher.discard = lambda work: self.offsets.get(work.tp) is not work.offsets
         self.dispatcher.start()
         self.deadlines.start()
         stopping = asyncio.ensure_future(stop.wait())
@@ -143,9 +141,9 @@ class Worker:
             lane = record.key if record.key is not None else record.offset
             await self.dispatcher.submit((tp, lane), Work(tp, record, offsets))
 
-    async def _maybe_commit(self, force: bool = False) -> None:
+    async def _maybe_commit(self) -> None:
         now = time.monotonic()
-        if not force and now - self._last_commit < self.settings.worker_commit_interval_s:
+        if now - self._last_commit < self.settings.worker_commit_interval_s:
             return
         self._last_commit = now
         await self.commit([tp for tp in self.offsets if tp not in self.revoked])
@@ -257,8 +255,7 @@ class Worker:
 
     async def shutdown(self) -> None:
         await self.release(list(self.offsets))
-        if self.dispatcher is not None:
-            await self.dispatcher.stop()
+        await self.dispatcher.stop()
         await self.deadlines.stop()
 
 
