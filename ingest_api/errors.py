@@ -29,6 +29,27 @@ class JobNotFound(ApiError):
         super().__init__(f"job {job_id} not found")
 
 
+class JobAlreadyFinished(ApiError):
+    status_code = 409
+    code = "job_finished"
+
+    def __init__(self, job_id: object, status: str):
+        super().__init__(f"job {job_id} is already {status}")
+
+
+class ResultNotReady(ApiError):
+    status_code = 409
+    code = "result_not_ready"
+
+    def __init__(self, job_id: object, status: str):
+        super().__init__(f"job {job_id} is {status}: its result exists once it has finished")
+
+
+class InvalidCursor(ApiError):
+    status_code = 422
+    code = "invalid_cursor"
+
+
 class InvalidBatch(ApiError):
     status_code = 422
     code = "invalid_batch"

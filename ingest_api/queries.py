@@ -1,12 +1,14 @@
 """Reads from the projected tables, always scoped to the calling user."""
 
+import base64
+from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from ingest_api.errors import JobNotFound
-from ingest_api.schemas import ItemPage, ItemView, JobView, ResultView
+from ingest_api.errors import InvalidCursor, JobNotFound
+from ingest_api.schemas import ItemPage, ItemView, JobPage, JobView, ResultView
 from storage.tables import Item, Job, Result
 
 
@@ -18,7 +20,54 @@ def get_job(session: Session, *, user_id: str, job_id: UUID) -> JobView:
     ).one_or_none()
     if row is None:
         raise JobNotFound(job_id)  # another user's job looks exactly like a missing one
-    job, result = row
+    return _job_view(*row)
+
+
+def list_jobs(
+    session: Session, *, user_id: str, status: str | None, cursor: str | None, limit: int
+) -> JobPage:
+    """The caller's jobs, newest first; the cursor is where the previous page ended."""
+    query = (
+        select(Job, Result)
+        .outerjoin(Result, Result.job_id == Job.id)
+        .where(Job.user_id == user_id, Job.created_at.is_not(None))
+    )
+    if status is not None:
+        query = query.where(Job.status == status)
+    if cursor is not None:
+        created_at, job_id = _decode_cursor(cursor)
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created_at, job_id))
+    rows = session.execute(
+        query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1][0] if rows else None
+    return JobPage(
+        jobs=[_job_view(job, result) for job, result in rows],
+        next_cursor=_encode_cursor(last) if more and last else None,
+    )
+
+
+def _encode_cursor(job: Job) -> str:
+    assert job.created_at is not None
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, job_id = raw.split("|")
+        when = datetime.fromisoformat(created_at)
+        if when.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return when, UUID(job_id)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidCursor("the cursor is not one this API returned") from None
+
+
+def _job_view(job: Job, result: Result | None) -> JobView:
     return JobView(
         batch_job_id=job.id,
         job_type=job.job_type,

@@ -61,3 +61,13 @@ class ItemView(BaseModel):
 class ItemPage(BaseModel):
     items: list[ItemView]
     next_cursor: str | None
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None
+
+
+class CancelAccepted(BaseModel):
+    batch_job_id: UUID
+    status: str

@@ -25,9 +25,6 @@ from events.models import (
     JobSubmitted,
 )
 
-TERMINAL_ITEM_STATUSES = ("success", "failed", "cancelled")
-FINAL_JOB_STATUSES = ("completed", "cancelled", "failed")
-
 
 @dataclass
 class ItemChange:

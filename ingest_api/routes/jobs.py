@@ -1,4 +1,5 @@
-"""/batch/jobs: submit a batch, read a job and its items."""
+"""/batch/jobs: submit a batch, list the caller's jobs, read a job, its items and its result,
+cancel it."""
 
 from typing import Annotated, Literal
 from uuid import UUID
@@ -6,16 +7,27 @@ from uuid import UUID
 from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 
+from events.models import JobCancelRequested
 from ingest_api import queries
 from ingest_api.deps import CurrentUser, PublisherDep, SessionDep, SettingsDep
-from ingest_api.errors import PublishFailed
-from ingest_api.publisher import PublishError
-from ingest_api.schemas import ItemPage, JobAccepted, JobRequest, JobView
+from ingest_api.errors import JobAlreadyFinished, PublishFailed, ResultNotReady
+from ingest_api.publisher import Outgoing, PublishError
+from ingest_api.schemas import (
+    CancelAccepted,
+    ItemPage,
+    JobAccepted,
+    JobPage,
+    JobRequest,
+    JobView,
+    ResultView,
+)
 from ingest_api.submission import handler_for, job_events, validate_items
+from storage.tables import FINAL_JOB_STATUSES
 
 router = APIRouter(prefix="/batch/jobs", tags=["jobs"])
 
 ItemStatus = Literal["pending", "success", "failed", "cancelled"]
+JobStatus = Literal["pending", "processing", "completed", "cancelled", "failed"]
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
@@ -41,6 +53,19 @@ async def submit_job(
     )
 
 
+@router.get("", response_model=JobPage)
+def list_jobs(
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: JobStatus | None = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> JobPage:
+    page_size = min(limit or settings.api_page_size, settings.api_max_page_size)
+    return queries.list_jobs(session, user_id=user, status=status, cursor=cursor, limit=page_size)
+
+
 @router.get("/{job_id}", response_model=JobView)
 def get_job(job_id: UUID, user: CurrentUser, session: SessionDep) -> JobView:
     return queries.get_job(session, user_id=user, job_id=job_id)
@@ -62,3 +87,33 @@ def list_items(
     return queries.list_items(
         session, user_id=user, job_id=job_id, after=cursor, limit=page_size, status=status
     )
+
+
+@router.get("/{job_id}/result", response_model=ResultView)
+def get_result(job_id: UUID, user: CurrentUser, session: SessionDep) -> ResultView:
+    job = queries.get_job(session, user_id=user, job_id=job_id)
+    if job.result is None:
+        raise ResultNotReady(job_id, job.status)
+    return job.result
+
+
+@router.post(
+    "/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=CancelAccepted
+)
+async def cancel_job(
+    job_id: UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+) -> CancelAccepted:
+    """Ask the workers to skip the job's remaining items; they end ``cancelled``."""
+    job = await run_in_threadpool(queries.get_job, session, user_id=user, job_id=job_id)
+    if job.status in FINAL_JOB_STATUSES:
+        raise JobAlreadyFinished(job_id, job.status)
+    event = JobCancelRequested.new(job_id=job_id, user_id=user)
+    try:
+        await publisher.publish([Outgoing(settings.topics.jobs, str(job_id), event)])
+    except PublishError as exc:
+        raise PublishFailed(f"the cancellation could not be published, try again: {exc}") from exc
+    return CancelAccepted(batch_job_id=job_id, status="cancelling")

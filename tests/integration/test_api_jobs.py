@@ -1,0 +1,77 @@
+"""Listing, cancelling and reading results through the API, on the real pipeline; another
+user's job is a missing one for every endpoint."""
+
+import uuid
+
+from tests.integration.conftest import submit, wait_job
+
+
+def hashes(n: int, start: int = 0) -> list[dict]:
+    return [{"content_hash": f"{i:064x}"} for i in range(start, start + n)]
+
+
+def test_list_jobs_newest_first_paged_and_filtered(api, keys, engine, processes):
+    processes.start("projector")
+    processes.start("worker", "--job-type", "query")
+    alice, bob = keys["alice"], keys["bob"]
+    mine = [submit(api, alice, "query", hashes(2, i)) for i in range(5)]
+    theirs = submit(api, bob, "query", hashes(1))
+    for job_id in [*mine, theirs]:
+        wait_job(engine, job_id, 60, lambda j: j["status"] == "completed", "completion")
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, "status": "completed"} | ({"cursor": cursor} if cursor else {})
+        response = api.get("/batch/jobs", headers=alice, params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        seen += [uuid.UUID(j["batch_job_id"]) for j in page["jobs"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    mine_listed = [j for j in seen if j in mine]
+    assert mine_listed == list(reversed(mine))  # newest first
+    assert theirs not in seen  # only the caller's jobs
+    assert pages >= 3
+    assert api.get("/batch/jobs", headers=bob, params={"limit": 1000}).json()["jobs"][0][
+        "batch_job_id"
+    ] == str(theirs)
+    pending = api.get("/batch/jobs", headers=alice, params={"status": "pending"}).json()
+    assert all(j["status"] == "pending" for j in pending["jobs"])
+    bad = api.get("/batch/jobs", headers=alice, params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid_cursor"
+    assert api.get("/batch/jobs", headers=alice, params={"status": "nope"}).status_code == 422
+
+
+def test_cancel_a_waiting_job_then_read_its_result(api, keys, engine, processes):
+    processes.start("projector")  # no worker yet: the job waits
+    alice, bob = keys["alice"], keys["bob"]
+    job_id = submit(api, alice, "scripted", [{"token": f"t{i}"} for i in range(10)])
+    wait_job(engine, job_id, 30, lambda j: j["user_id"] is not None, "the job to be visible")
+
+    not_ready = api.get(f"/batch/jobs/{job_id}/result", headers=alice)
+    assert not_ready.status_code == 409 and not_ready.json()["error"] == "result_not_ready"
+    for path in (f"/batch/jobs/{job_id}/result", f"/batch/jobs/{job_id}"):
+        assert api.get(path, headers=bob).status_code == 404
+    assert api.post(f"/batch/jobs/{job_id}/cancel", headers=bob).status_code == 404
+    assert api.post(f"/batch/jobs/{uuid.uuid4()}/cancel", headers=alice).status_code == 404
+
+    accepted = api.post(f"/batch/jobs/{job_id}/cancel", headers=alice)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json() == {"batch_job_id": str(job_id), "status": "cancelling"}
+
+    processes.start("worker", "--job-type", "scripted")
+    job = wait_job(
+        engine,
+        job_id,
+        60,
+        lambda j: j["status"] != "pending" and j["processed_items"] == 10,
+        "the job to end",
+    )
+    assert job["status"] == "cancelled" and job["cancelled_items"] == 10
+    result = api.get(f"/batch/jobs/{job_id}/result", headers=alice)
+    assert result.status_code == 200
+    assert result.json()["result_summary"]["counts"] == {"success": 0, "failed": 0, "cancelled": 10}
+    again = api.post(f"/batch/jobs/{job_id}/cancel", headers=alice)
+    assert again.status_code == 409 and again.json()["error"] == "job_finished"
