@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 
 
 class ApiError(Exception):
@@ -45,6 +46,11 @@ class ResultNotReady(ApiError):
         super().__init__(f"job {job_id} is {status}: its result exists once it has finished")
 
 
+class IdempotencyConflict(ApiError):
+    status_code = 409
+    code = "idempotency_conflict"
+
+
 class InvalidCursor(ApiError):
     status_code = 422
     code = "invalid_cursor"
@@ -66,8 +72,18 @@ class PublishFailed(ApiError):
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SQLAlchemyOperationalError)
+    async def _database_down(request: Request, exc: SQLAlchemyOperationalError) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            content={"error": "database_unavailable", "detail": "try again shortly"},
+            headers={"Retry-After": "2"},
+        )
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if exc.status_code == 503:
+            headers = {"Retry-After": "2"}
         body = {"error": exc.code, "detail": exc.message, **exc.details}
         return JSONResponse(status_code=exc.status_code, content=body, headers=headers)

@@ -7,6 +7,7 @@ from uuid import UUID
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from ingest_api.acceptance import accepted_view
 from ingest_api.errors import InvalidCursor, JobNotFound
 from ingest_api.schemas import ItemPage, ItemView, JobPage, JobView, ResultView
 from storage.tables import Item, Job, Result
@@ -19,6 +20,9 @@ def get_job(session: Session, *, user_id: str, job_id: UUID) -> JobView:
         .where(Job.id == job_id, Job.user_id == user_id)
     ).one_or_none()
     if row is None:
+        accepted = accepted_view(session, user_id=user_id, job_id=job_id)
+        if accepted is not None:
+            return accepted  # read-your-writes: accepted, not folded yet
         raise JobNotFound(job_id)  # another user's job looks exactly like a missing one
     return _job_view(*row)
 
@@ -104,6 +108,8 @@ def list_items(
 ) -> ItemPage:
     owned = session.scalar(select(Job.id).where(Job.id == job_id, Job.user_id == user_id))
     if owned is None:
+        if accepted_view(session, user_id=user_id, job_id=job_id) is not None:
+            return ItemPage(items=[], next_cursor=None)  # accepted, not folded yet
         raise JobNotFound(job_id)
     query = select(Item).where(Item.job_id == job_id)
     if status is not None:

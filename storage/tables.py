@@ -127,6 +127,35 @@ class ProjectionState(Base):
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
 
 
+class AcceptedJob(Base):
+    """The API's record of a job it accepted (the API is its only writer): idempotent
+    submission per (user, Idempotency-Key), and the job's first answer to GET before the
+    projector has folded it."""
+
+    __tablename__ = "accepted_jobs"
+
+    job_id: Mapped[UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    job_type: Mapped[str] = mapped_column(String(64))
+    total_items: Mapped[int] = mapped_column(Integer)
+    job_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
+    # NULL until every event of the job is acknowledged by Kafka
+    published_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+
+    __table_args__ = (
+        Index(
+            "uq_accepted_jobs_user_id_idempotency_key",
+            "user_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+    )
+
+
 class ApiKey(Base):
     """An API key: only its SHA-256 hash is stored; the key itself is shown once."""
 

@@ -2,15 +2,21 @@
 cancel it."""
 
 from typing import Annotated, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, status
 from fastapi.concurrency import run_in_threadpool
 
 from events.models import JobCancelRequested
-from ingest_api import queries
+from ingest_api import acceptance, queries
+from ingest_api.acceptance import request_hash
 from ingest_api.deps import CurrentUser, PublisherDep, SessionDep, SettingsDep
-from ingest_api.errors import JobAlreadyFinished, PublishFailed, ResultNotReady
+from ingest_api.errors import (
+    IdempotencyConflict,
+    JobAlreadyFinished,
+    PublishFailed,
+    ResultNotReady,
+)
 from ingest_api.publisher import Outgoing, PublishError
 from ingest_api.schemas import (
     CancelAccepted,
@@ -30,25 +36,73 @@ ItemStatus = Literal["pending", "success", "failed", "cancelled"]
 JobStatus = Literal["pending", "processing", "completed", "cancelled", "failed"]
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="the same key with the same body returns the same job",
+    ),
+]
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
 async def submit_job(
-    body: JobRequest, user: CurrentUser, publisher: PublisherDep, settings: SettingsDep
+    body: JobRequest,
+    user: CurrentUser,
+    session: SessionDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted:
     handler = handler_for(body.job_type)
     items = await run_in_threadpool(
         validate_items, handler, body.items, settings.api_max_items_per_request
     )
-    job_id, outgoing = job_events(
-        topics=settings.topics, handler=handler, user_id=user, items=items, metadata=body.metadata
-    )
-    try:
-        await publisher.publish(outgoing)
-    except PublishError as exc:
-        raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
+    digest = None
+    accepted = None
+    if idempotency_key is not None:
+        digest = request_hash(body.job_type, body.items, body.metadata)
+        accepted = await run_in_threadpool(
+            acceptance.find, session, user_id=user, idempotency_key=idempotency_key
+        )
+    if accepted is None:
+        accepted = await run_in_threadpool(
+            acceptance.record,
+            session,
+            job_id=uuid4(),
+            user_id=user,
+            job_type=handler.job_type,
+            total_items=len(items),
+            metadata=body.metadata,
+            idempotency_key=idempotency_key,
+            digest=digest,
+        )
+    if accepted.request_hash != digest:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used with another request body",
+            batch_job_id=str(accepted.job_id),
+        )
+    if accepted.published_at is None:  # new, or a first attempt that died mid-publish
+        _, outgoing = job_events(
+            topics=settings.topics,
+            handler=handler,
+            user_id=user,
+            items=items,
+            metadata=body.metadata,
+            job_id=accepted.job_id,
+        )
+        try:
+            await publisher.publish(outgoing)
+        except PublishError as exc:
+            raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
+        await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
+    job_id = accepted.job_id
     return JobAccepted(
         batch_job_id=job_id,
         status="pending",
-        total_items=len(items),
+        total_items=accepted.total_items,
         links={"self": f"/batch/jobs/{job_id}", "items": f"/batch/jobs/{job_id}/items"},
     )
 

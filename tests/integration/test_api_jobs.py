@@ -75,3 +75,39 @@ def test_cancel_a_waiting_job_then_read_its_result(api, keys, engine, processes)
     assert result.json()["result_summary"]["counts"] == {"success": 0, "failed": 0, "cancelled": 10}
     again = api.post(f"/batch/jobs/{job_id}/cancel", headers=alice)
     assert again.status_code == 409 and again.json()["error"] == "job_finished"
+
+
+def test_a_job_is_readable_right_after_its_202_and_keys_make_submission_idempotent(
+    api, keys, engine, processes
+):
+    alice, bob = keys["alice"], keys["bob"]
+    body = {"job_type": "query", "items": hashes(3), "metadata": {"n": 1}}
+    headers = {**alice, "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    first = api.post("/batch/jobs", json=body, headers=headers)
+    assert first.status_code == 202
+    job_id = first.json()["batch_job_id"]
+
+    # No projector is running: the job is answered from the API's own record.
+    job = api.get(f"/batch/jobs/{job_id}", headers=alice)
+    assert job.status_code == 200
+    assert (job.json()["status"], job.json()["total_items"]) == ("pending", 3)
+    assert job.json()["metadata"] == {"n": 1}
+    assert api.get(f"/batch/jobs/{job_id}/items", headers=alice).json()["items"] == []
+    assert api.get(f"/batch/jobs/{job_id}", headers=bob).status_code == 404
+
+    again = api.post("/batch/jobs", json=body, headers=headers)
+    assert again.status_code == 202 and again.json() == first.json()
+    other = api.post("/batch/jobs", json={**body, "items": hashes(4)}, headers=headers)
+    assert other.status_code == 409
+    # Bob's same key is Bob's own: it makes a job of his.
+    bobs = api.post(
+        "/batch/jobs", json=body, headers={**bob, "Idempotency-Key": headers["Idempotency-Key"]}
+    )
+    assert bobs.status_code == 202 and bobs.json()["batch_job_id"] != job_id
+
+    processes.start("projector")
+    processes.start("worker", "--job-type", "query")
+    done = wait_job(
+        engine, uuid.UUID(job_id), 60, lambda j: j["status"] == "completed", "completion"
+    )
+    assert done["total_items"] == done["success_items"] == 3  # exact count downstream

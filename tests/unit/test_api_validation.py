@@ -1,5 +1,7 @@
 """The API's edge, with a fake publisher in place of Kafka and a fixed caller."""
 
+from types import SimpleNamespace
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -30,6 +32,36 @@ class FakePublisher:
 @pytest.fixture
 def publisher():
     return FakePublisher()
+
+
+@pytest.fixture(autouse=True)
+def accepted_jobs(monkeypatch):
+    """The API's record of accepted jobs, in memory (these tests run without a database)."""
+    from ingest_api import acceptance
+
+    jobs: dict = {}
+
+    def record(session, *, job_id, idempotency_key, digest, **fields):
+        job = SimpleNamespace(
+            job_id=job_id,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+            published_at=None,
+            total_items=fields["total_items"],
+        )
+        jobs[job_id] = job
+        return job
+
+    def find(session, *, user_id, idempotency_key):
+        return next((j for j in jobs.values() if j.idempotency_key == idempotency_key), None)
+
+    def mark_published(session, *, job_id):
+        jobs[job_id].published_at = "now"
+
+    monkeypatch.setattr(acceptance, "record", record)
+    monkeypatch.setattr(acceptance, "find", find)
+    monkeypatch.setattr(acceptance, "mark_published", mark_published)
+    return jobs
 
 
 @pytest.fixture
@@ -145,3 +177,46 @@ def test_readyz_is_503_when_postgres_is_unreachable(client):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["postgres"].startswith("unreachable")
+
+
+def test_the_same_idempotency_key_returns_the_same_job_and_publishes_nothing_new(client, publisher):
+    body = {"job_type": "query", "items": [{"content_hash": "0" * 64}]}
+    first = client.post("/batch/jobs", json=body, headers={"Idempotency-Key": "k1"})
+    again = client.post("/batch/jobs", json=body, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    assert len(publisher.published) == 2  # one job event, one item event: once
+
+
+def test_the_same_idempotency_key_with_another_body_is_409(client, publisher):
+    client.post(
+        "/batch/jobs",
+        headers={"Idempotency-Key": "k2"},
+        json={"job_type": "query", "items": [{"content_hash": "0" * 64}]},
+    )
+    other = client.post(
+        "/batch/jobs",
+        headers={"Idempotency-Key": "k2"},
+        json={"job_type": "query", "items": [{"content_hash": "1" * 64}]},
+    )
+    assert other.status_code == 409
+    assert other.json()["error"] == "idempotency_conflict"
+    assert len(publisher.published) == 2
+
+
+def test_a_first_attempt_that_died_publishing_is_published_again(client, accepted_jobs):
+    body = {"job_type": "query", "items": [{"content_hash": "0" * 64}]}
+    failing = FakePublisher(fail=True)
+    client.app.state.publisher = failing
+    assert (
+        client.post("/batch/jobs", json=body, headers={"Idempotency-Key": "k3"}).status_code == 503
+    )
+    (job,) = accepted_jobs.values()
+    assert job.published_at is None
+    working = FakePublisher()
+    client.app.state.publisher = working
+    retried = client.post("/batch/jobs", json=body, headers={"Idempotency-Key": "k3"})
+    assert retried.status_code == 202
+    assert retried.json()["batch_job_id"] == str(job.job_id)
+    assert {str(m.event.job_id) for m in working.published} == {str(job.job_id)}
+    assert job.published_at is not None

@@ -1,0 +1,106 @@
+"""The API's record of accepted jobs: idempotent submission and read-your-writes.
+
+A job is recorded before its events are published and marked published once Kafka has
+acknowledged all of them. A repeated request with the same Idempotency-Key (from the same
+user) gets the same job: if the first attempt died half-way through publishing, the same
+deterministic events are published again, which changes nothing downstream.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ingest_api.schemas import JobView
+from storage.tables import AcceptedJob
+
+
+def request_hash(
+    job_type: str, items: list[dict[str, Any]], metadata: dict[str, Any] | None
+) -> str:
+    body = {"job_type": job_type, "items": items, "metadata": metadata}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def find(session: Session, *, user_id: str, idempotency_key: str) -> AcceptedJob | None:
+    return session.scalar(
+        select(AcceptedJob).where(
+            AcceptedJob.user_id == user_id, AcceptedJob.idempotency_key == idempotency_key
+        )
+    )
+
+
+def record(
+    session: Session,
+    *,
+    job_id: UUID,
+    user_id: str,
+    job_type: str,
+    total_items: int,
+    metadata: dict[str, Any] | None,
+    idempotency_key: str | None,
+    digest: str | None,
+) -> AcceptedJob:
+    """Record a new job; under a race on the same key, return the job that won."""
+    job = AcceptedJob(
+        job_id=job_id,
+        user_id=user_id,
+        job_type=job_type,
+        total_items=total_items,
+        job_metadata=metadata,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+    )
+    session.add(job)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        assert idempotency_key is not None
+        winner = find(session, user_id=user_id, idempotency_key=idempotency_key)
+        assert winner is not None
+        return winner
+    return job
+
+
+def mark_published(session: Session, *, job_id: UUID) -> None:
+    session.execute(
+        update(AcceptedJob)
+        .where(AcceptedJob.job_id == job_id, AcceptedJob.published_at.is_(None))
+        .values(published_at=datetime.now(UTC))
+    )
+    session.commit()
+
+
+def accepted_view(session: Session, *, user_id: str, job_id: UUID) -> JobView | None:
+    """A fully published job the projector has not folded yet, as a pending job."""
+    job = session.scalar(
+        select(AcceptedJob).where(
+            AcceptedJob.job_id == job_id,
+            AcceptedJob.user_id == user_id,
+            AcceptedJob.published_at.is_not(None),
+        )
+    )
+    if job is None:
+        return None
+    return JobView(
+        batch_job_id=job.job_id,
+        job_type=job.job_type,
+        status="pending",
+        total_items=job.total_items,
+        processed_items=0,
+        success_items=0,
+        failed_items=0,
+        cancelled_items=0,
+        progress_percent=0.0,
+        metadata=job.job_metadata,
+        created_at=job.created_at,
+        started_at=None,
+        completed_at=None,
+        result=None,
+    )
