@@ -38,6 +38,11 @@ class JobAlreadyFinished(ApiError):
         super().__init__(f"job {job_id} is already {status}")
 
 
+class NothingToRetry(ApiError):
+    status_code = 409
+    code = "nothing_to_retry"
+
+
 class ResultNotReady(ApiError):
     status_code = 409
     code = "result_not_ready"

@@ -2,6 +2,7 @@
 
 import base64
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select, tuple_
@@ -83,6 +84,7 @@ def _job_view(job: Job, result: Result | None) -> JobView:
         cancelled_items=job.cancelled_items,
         progress_percent=job.progress_percent,
         metadata=job.job_metadata,
+        retry_of=job.retry_of,
         created_at=job.created_at,
         started_at=job.started_at,
         completed_at=job.completed_at,
@@ -136,3 +138,16 @@ def list_items(
         ],
         next_cursor=str(rows[-1].item_index) if more and rows else None,
     )
+
+
+def failed_inputs(
+    session: Session, *, job_id: UUID, after: int, limit: int
+) -> list[tuple[int, dict[str, Any] | None]]:
+    """A chunk of a job's failed items (index, input), in index order after ``after``."""
+    rows = session.execute(
+        select(Item.item_index, Item.input_data)
+        .where(Item.job_id == job_id, Item.status == "failed", Item.item_index > after)
+        .order_by(Item.item_index)
+        .limit(limit)
+    ).all()
+    return [(index, data) for index, data in rows]

@@ -40,6 +40,7 @@ class JobView(BaseModel):
     cancelled_items: int
     progress_percent: float
     metadata: dict[str, Any] | None
+    retry_of: UUID | None = None
     created_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None

@@ -77,3 +77,25 @@ def job_events(
         key = handler.routing_key(item, job_id=job_id, item_index=index)
         outgoing.append(Outgoing(items_topic, key, event))
     return job_id, outgoing
+
+
+def retry_item(
+    handler: Handler,
+    topics: Topics,
+    job_id: UUID,  # type: ignore[type-arg]
+    index: int,
+    data: dict[str, Any] | None,
+) -> Outgoing:
+    """An ItemSubmitted of a retry job. An input that no longer validates keeps its raw form
+    (and fails again, for the same reason) under the default routing key."""
+    try:
+        item = handler.input_model.model_validate(data or {})
+    except ValidationError:
+        payload, key = data or {}, f"{job_id}:{index}"
+    else:
+        payload = item.model_dump(mode="json", exclude_none=True)
+        key = handler.routing_key(item, job_id=job_id, item_index=index)
+    event = ItemSubmitted.new(
+        job_id=job_id, item_index=index, job_type=handler.job_type, input=payload
+    )
+    return Outgoing(topics.items(handler.job_type), key, event)

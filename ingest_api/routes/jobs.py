@@ -7,13 +7,14 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Header, Query, status
 from fastapi.concurrency import run_in_threadpool
 
-from events.models import JobCancelRequested
+from events.models import JobCancelRequested, JobSubmitted
 from ingest_api import acceptance, queries
 from ingest_api.acceptance import request_hash
 from ingest_api.deps import CurrentUser, PublisherDep, SessionDep, SettingsDep
 from ingest_api.errors import (
     IdempotencyConflict,
     JobAlreadyFinished,
+    NothingToRetry,
     PublishFailed,
     ResultNotReady,
 )
@@ -27,7 +28,7 @@ from ingest_api.schemas import (
     JobView,
     ResultView,
 )
-from ingest_api.submission import handler_for, job_events, validate_items
+from ingest_api.submission import handler_for, job_events, retry_item, validate_items
 from storage.tables import FINAL_JOB_STATUSES
 
 router = APIRouter(prefix="/batch/jobs", tags=["jobs"])
@@ -171,3 +172,71 @@ async def cancel_job(
     except PublishError as exc:
         raise PublishFailed(f"the cancellation could not be published, try again: {exc}") from exc
     return CancelAccepted(batch_job_id=job_id, status="cancelling")
+
+
+RETRY_CHUNK = 5_000
+
+
+@router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+async def retry_job(
+    job_id: UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+) -> JobAccepted:
+    """Resubmit a finished job's failed items as a new job that names the original."""
+    original = await run_in_threadpool(queries.get_job, session, user_id=user, job_id=job_id)
+    if original.status not in FINAL_JOB_STATUSES:
+        raise NothingToRetry(f"job {job_id} is still {original.status}: retry it once finished")
+    if not original.failed_items or original.job_type is None:
+        raise NothingToRetry(f"job {job_id} has no failed items")
+    handler = handler_for(original.job_type)
+    new_id = uuid4()
+    accepted = await run_in_threadpool(
+        acceptance.record,
+        session,
+        job_id=new_id,
+        user_id=user,
+        job_type=handler.job_type,
+        total_items=original.failed_items,
+        metadata=original.metadata,
+        idempotency_key=None,
+        digest=None,
+    )
+    submitted = JobSubmitted.new(
+        job_id=new_id,
+        job_type=handler.job_type,
+        user_id=user,
+        total_items=original.failed_items,
+        metadata=original.metadata or {},
+        retry_of=job_id,
+    )
+    try:
+        await publisher.publish([Outgoing(settings.topics.jobs, str(new_id), submitted)])
+        after, index = -1, 0
+        while True:  # the failed items, a chunk at a time: memory stays bounded
+            chunk = await run_in_threadpool(
+                queries.failed_inputs, session, job_id=job_id, after=after, limit=RETRY_CHUNK
+            )
+            if not chunk:
+                break
+            outgoing = []
+            for _, data in chunk:
+                outgoing.append(retry_item(handler, settings.topics, new_id, index, data))
+                index += 1
+            await publisher.publish(outgoing)
+            after = chunk[-1][0]
+    except PublishError as exc:
+        raise PublishFailed(f"the retry could not be published, try again: {exc}") from exc
+    await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
+    return JobAccepted(
+        batch_job_id=new_id,
+        status="pending",
+        total_items=index,
+        links={
+            "self": f"/batch/jobs/{new_id}",
+            "items": f"/batch/jobs/{new_id}/items",
+            "retry_of": f"/batch/jobs/{job_id}",
+        },
+    )

@@ -111,3 +111,42 @@ def test_a_job_is_readable_right_after_its_202_and_keys_make_submission_idempote
         engine, uuid.UUID(job_id), 60, lambda j: j["status"] == "completed", "completion"
     )
     assert done["total_items"] == done["success_items"] == 3  # exact count downstream
+
+
+def test_retry_resubmits_the_failed_items_as_a_new_job_naming_the_original(
+    api, keys, engine, processes
+):
+    processes.start("projector")
+    processes.start(
+        "worker", "--job-type", "scripted", WORKER_BACKOFF_BASE_S="0.01", WORKER_MAX_ATTEMPTS="3"
+    )
+    alice, bob = keys["alice"], keys["bob"]
+    token = f"flaky-{uuid.uuid4()}"
+    items = [{"token": f"ok-{i}"} for i in range(3)] + [
+        {"token": token, "transient_failures": 3},  # exhausts its 3 attempts, then recovers
+        {"token": f"no-{uuid.uuid4()}", "permanent_code": "refused"},
+    ]
+    original = submit(api, alice, "scripted", items)
+    slow = submit(api, alice, "scripted", [{"token": f"slow-{uuid.uuid4()}", "sleep_ms": 3000}])
+    still_running = api.post(f"/batch/jobs/{slow}/retry", headers=alice)
+    assert still_running.status_code == 409
+    assert "still" in still_running.json()["detail"]
+    wait_job(engine, original, 60, lambda j: j["status"] == "completed", "completion")
+    assert api.post(f"/batch/jobs/{original}/retry", headers=bob).status_code == 404
+
+    response = api.post(f"/batch/jobs/{original}/retry", headers=alice)
+    assert response.status_code == 202, response.text
+    retry = uuid.UUID(response.json()["batch_job_id"])
+    assert response.json()["total_items"] == 2
+    done = wait_job(engine, retry, 60, lambda j: j["status"] == "completed", "the retry")
+    assert (done["success_items"], done["failed_items"]) == (1, 1)
+    view = api.get(f"/batch/jobs/{retry}", headers=alice).json()
+    assert view["retry_of"] == str(original)
+    retried = api.get(f"/batch/jobs/{retry}/items", headers=alice).json()["items"]
+    assert [i["input_data"]["token"] for i in retried] == [token, items[4]["token"]]
+    assert retried[0]["status"] == "success" and retried[1]["error_code"] == "refused"
+
+    clean = submit(api, alice, "scripted", [{"token": f"fine-{uuid.uuid4()}"}])
+    wait_job(engine, clean, 60, lambda j: j["status"] == "completed", "completion")
+    nothing = api.post(f"/batch/jobs/{clean}/retry", headers=alice)
+    assert nothing.status_code == 409 and nothing.json()["error"] == "nothing_to_retry"
