@@ -71,6 +71,11 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class PublishFailed(ApiError):
     status_code = 503
     code = "publish_failed"

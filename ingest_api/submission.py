@@ -1,20 +1,22 @@
 """Turning an accepted batch into events: one JobSubmitted, then one ItemSubmitted per item,
 each item keyed by its handler's routing key."""
 
+from collections.abc import Iterator
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import ValidationError
 
 from consumers.handlers.base import Handler
 from consumers.processing import validation_message
 from consumers.registry import UnknownJobType, handler_class
-from events.models import ItemSubmitted, JobSubmitted
+from events.models import ItemSubmitted
 from events.topics import Topics
 from ingest_api.errors import InvalidBatch, TooLarge
 from ingest_api.publisher import Outgoing
 
 MAX_REPORTED_ERRORS = 20
+CHUNK = 5_000  # items published per round trip
 
 
 def handler_for(job_type: str) -> Handler:  # type: ignore[type-arg]
@@ -47,36 +49,40 @@ def validate_items(
     return valid
 
 
-def job_events(
-    *,
+def item_message(
     topics: Topics,
     handler: Handler,
-    user_id: str,  # type: ignore[type-arg]
-    items: list[Any],
-    metadata: dict[str, Any] | None,
-    job_id: UUID | None = None,
-) -> tuple[UUID, list[Outgoing]]:
-    job_id = job_id or uuid4()
-    job_key = str(job_id)
-    submitted = JobSubmitted.new(
-        job_id=job_id,
-        job_type=handler.job_type,
-        user_id=user_id,
-        total_items=len(items),
-        metadata=metadata or {},
+    job_id: UUID,  # type: ignore[type-arg]
+    index: int,
+    payload: dict[str, Any],
+    key: str,
+) -> Outgoing:
+    event = ItemSubmitted.new(
+        job_id=job_id, item_index=index, job_type=handler.job_type, input=payload
     )
-    outgoing = [Outgoing(topics.jobs, job_key, submitted)]
-    items_topic = topics.items(handler.job_type)
-    for index, item in enumerate(items):
-        event = ItemSubmitted.new(
-            job_id=job_id,
-            item_index=index,
-            job_type=handler.job_type,
-            input=item.model_dump(mode="json", exclude_none=True),
-        )
-        key = handler.routing_key(item, job_id=job_id, item_index=index)
-        outgoing.append(Outgoing(items_topic, key, event))
-    return job_id, outgoing
+    return Outgoing(topics.items(handler.job_type), key, event)
+
+
+def model_chunks(
+    topics: Topics,
+    handler: Handler,
+    job_id: UUID,  # type: ignore[type-arg]
+    items: list[Any],
+    size: int = CHUNK,
+) -> Iterator[list[Outgoing]]:
+    """The ItemSubmitted messages of validated items, a chunk at a time."""
+    for start in range(0, len(items), size):
+        yield [
+            item_message(
+                topics,
+                handler,
+                job_id,
+                index,
+                item.model_dump(mode="json", exclude_none=True),
+                handler.routing_key(item, job_id=job_id, item_index=index),
+            )
+            for index, item in enumerate(items[start : start + size], start)
+        ]
 
 
 def retry_item(
@@ -95,7 +101,4 @@ def retry_item(
     else:
         payload = item.model_dump(mode="json", exclude_none=True)
         key = handler.routing_key(item, job_id=job_id, item_index=index)
-    event = ItemSubmitted.new(
-        job_id=job_id, item_index=index, job_type=handler.job_type, input=payload
-    )
-    return Outgoing(topics.items(handler.job_type), key, event)
+    return item_message(topics, handler, job_id, index, payload, key)

@@ -1,24 +1,33 @@
 """/batch/jobs: submit a batch, list the caller's jobs, read a job, its items and its result,
 cancel it."""
 
-from typing import Annotated, Literal
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Header, Query, status
+import orjson
+from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
+from consumers.handlers.base import Handler
 from events.models import JobCancelRequested, JobSubmitted
 from ingest_api import acceptance, queries
 from ingest_api.acceptance import request_hash
 from ingest_api.deps import CurrentUser, PublisherDep, SessionDep, SettingsDep
 from ingest_api.errors import (
     IdempotencyConflict,
+    InvalidBatch,
     JobAlreadyFinished,
     NothingToRetry,
     PublishFailed,
     ResultNotReady,
+    TooLarge,
+    UnsupportedMediaType,
 )
-from ingest_api.publisher import Outgoing, PublishError
+from ingest_api.publisher import EventPublisher, Outgoing, PublishError
 from ingest_api.schemas import (
     CancelAccepted,
     ItemPage,
@@ -28,10 +37,20 @@ from ingest_api.schemas import (
     JobView,
     ResultView,
 )
-from ingest_api.submission import handler_for, job_events, retry_item, validate_items
-from storage.tables import FINAL_JOB_STATUSES
+from ingest_api.settings import ApiSettings
+from ingest_api.submission import (
+    CHUNK,
+    handler_for,
+    item_message,
+    model_chunks,
+    retry_item,
+    validate_items,
+)
+from ingest_api.upload import spool_ndjson
+from storage.tables import FINAL_JOB_STATUSES, AcceptedJob
 
 router = APIRouter(prefix="/batch/jobs", tags=["jobs"])
+T = TypeVar("T")
 
 ItemStatus = Literal["pending", "success", "failed", "cancelled"]
 JobStatus = Literal["pending", "processing", "completed", "cancelled", "failed"]
@@ -48,23 +67,159 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+NDJSON = "application/x-ndjson"
+SUBMIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": JobRequest.model_json_schema()},
+            NDJSON: {
+                "schema": {
+                    "type": "string",
+                    "description": "one item (a JSON object) "
+                    "per line; job_type and metadata as query parameters",
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted, openapi_extra=SUBMIT_BODY
+)
 async def submit_job(
-    body: JobRequest,
+    request: Request,
     user: CurrentUser,
     session: SessionDep,
     publisher: PublisherDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
+    job_type: Annotated[str | None, Query(description="NDJSON uploads: the job type")] = None,
+    metadata: Annotated[
+        str | None, Query(description="NDJSON uploads: metadata, a JSON object")
+    ] = None,
 ) -> JobAccepted:
+    """Submit a batch: a JSON body ``{job_type, items, metadata?}``, or a streamed NDJSON
+    upload (one item per line) for large batches."""
+    content_type = request.headers.get("content-type", "application/json").split(";")[0]
+    if content_type.strip().lower() == NDJSON:
+        return await _submit_ndjson(
+            request, user, session, publisher, settings, idempotency_key, job_type, metadata
+        )
+    if content_type.strip().lower() not in ("application/json", ""):
+        raise UnsupportedMediaType(f"send application/json or {NDJSON}, not {content_type}")
+    raw = await _read_limited(request, settings.api_max_body_bytes)
+    try:
+        body = JobRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
     handler = handler_for(body.job_type)
     items = await run_in_threadpool(
         validate_items, handler, body.items, settings.api_max_items_per_request
     )
-    digest = None
+    digest = request_hash(body.job_type, body.items, body.metadata) if idempotency_key else None
+    accepted = await _accept(
+        session, user, handler, len(items), body.metadata, idempotency_key, digest
+    )
+    if accepted.published_at is None:  # new, or a first attempt that died mid-publish
+        chunks = model_chunks(settings.topics, handler, accepted.job_id, items)
+        await _publish(session, publisher, settings, handler, user, accepted, body.metadata, chunks)
+    return _accepted(accepted)
+
+
+async def _submit_ndjson(
+    request: Request,
+    user: str,
+    session: Session,
+    publisher: EventPublisher,
+    settings: ApiSettings,
+    idempotency_key: str | None,
+    job_type: str | None,
+    metadata_text: str | None,
+) -> JobAccepted:
+    if not job_type:
+        raise InvalidBatch("an NDJSON upload names its job type: ?job_type=...")
+    handler = handler_for(job_type)
+    metadata = _metadata_param(metadata_text)
+    new_id = uuid4()
+    spool = await spool_ndjson(
+        request.stream(),
+        handler,
+        job_id=new_id,
+        max_item_bytes=settings.api_max_item_bytes,
+        max_items=settings.api_max_items_per_upload,
+        salt=orjson.dumps([job_type, metadata], option=orjson.OPT_SORT_KEYS),
+    )
+    try:
+        accepted = await _accept(
+            session,
+            user,
+            handler,
+            spool.count,
+            metadata,
+            idempotency_key,
+            spool.digest if idempotency_key else None,
+            job_id=new_id,
+        )
+        if accepted.published_at is None:
+            # A retried upload keeps its first job id: its items are keyed and numbered alike.
+            chunks = (
+                [
+                    item_message(settings.topics, handler, accepted.job_id, index, payload, key)
+                    for index, (payload, key) in enumerate(chunk, start)
+                ]
+                for start, chunk in _numbered(spool.chunks(CHUNK))
+            )
+            await _publish(session, publisher, settings, handler, user, accepted, metadata, chunks)
+    finally:
+        spool.close()
+    return _accepted(accepted)
+
+
+def _numbered(chunks: Iterator[list[T]]) -> Iterator[tuple[int, list[T]]]:
+    start = 0
+    for chunk in chunks:
+        yield start, chunk
+        start += len(chunk)
+
+
+def _metadata_param(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidBatch("metadata must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidBatch("metadata must be a JSON object")
+    return value
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise TooLarge(f"the body's {length} bytes exceed the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"the body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def _accept(
+    session: Session,
+    user: str,
+    handler: Handler,  # type: ignore[type-arg]
+    total: int,
+    metadata: dict[str, Any] | None,
+    idempotency_key: str | None,
+    digest: str | None,
+    job_id: UUID | None = None,
+) -> AcceptedJob:
     accepted = None
     if idempotency_key is not None:
-        digest = request_hash(body.job_type, body.items, body.metadata)
         accepted = await run_in_threadpool(
             acceptance.find, session, user_id=user, idempotency_key=idempotency_key
         )
@@ -72,11 +227,11 @@ async def submit_job(
         accepted = await run_in_threadpool(
             acceptance.record,
             session,
-            job_id=uuid4(),
+            job_id=job_id or uuid4(),
             user_id=user,
             job_type=handler.job_type,
-            total_items=len(items),
-            metadata=body.metadata,
+            total_items=total,
+            metadata=metadata,
             idempotency_key=idempotency_key,
             digest=digest,
         )
@@ -85,20 +240,36 @@ async def submit_job(
             "this Idempotency-Key was used with another request body",
             batch_job_id=str(accepted.job_id),
         )
-    if accepted.published_at is None:  # new, or a first attempt that died mid-publish
-        _, outgoing = job_events(
-            topics=settings.topics,
-            handler=handler,
-            user_id=user,
-            items=items,
-            metadata=body.metadata,
-            job_id=accepted.job_id,
-        )
-        try:
-            await publisher.publish(outgoing)
-        except PublishError as exc:
-            raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
-        await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
+    return accepted
+
+
+async def _publish(
+    session: Session,
+    publisher: EventPublisher,
+    settings: ApiSettings,
+    handler: Handler,
+    user: str,
+    accepted: AcceptedJob,  # type: ignore[type-arg]
+    metadata: dict[str, Any] | None,
+    chunks: Iterable[list[Outgoing]],
+) -> None:
+    submitted = JobSubmitted.new(
+        job_id=accepted.job_id,
+        job_type=handler.job_type,
+        user_id=user,
+        total_items=accepted.total_items,
+        metadata=metadata or {},
+    )
+    try:
+        await publisher.publish([Outgoing(settings.topics.jobs, str(accepted.job_id), submitted)])
+        for chunk in chunks:
+            await publisher.publish(chunk)
+    except PublishError as exc:
+        raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
+    await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
+
+
+def _accepted(accepted: AcceptedJob) -> JobAccepted:
     job_id = accepted.job_id
     return JobAccepted(
         batch_job_id=job_id,

@@ -150,3 +150,28 @@ def test_retry_resubmits_the_failed_items_as_a_new_job_naming_the_original(
     wait_job(engine, clean, 60, lambda j: j["status"] == "completed", "completion")
     nothing = api.post(f"/batch/jobs/{clean}/retry", headers=alice)
     assert nothing.status_code == 409 and nothing.json()["error"] == "nothing_to_retry"
+
+
+def test_an_ndjson_upload_of_20000_items_completes_exactly(api, keys, engine, processes):
+    processes.start("projector")
+    processes.start("worker", "--job-type", "query")
+    lines = b"".join(b'{"content_hash": "%064x"}\n' % i for i in range(20_000))
+
+    def chunks():  # streamed to the API, not one buffer
+        for start in range(0, len(lines), 64 * 1024):
+            yield lines[start : start + 64 * 1024]
+
+    response = api.post(
+        "/batch/jobs",
+        params={"job_type": "query"},
+        content=chunks(),
+        headers={**keys["alice"], "Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 202, response.text
+    job_id = uuid.UUID(response.json()["batch_job_id"])
+    job = wait_job(engine, job_id, 120, lambda j: j["status"] == "completed", "completion")
+    assert job["total_items"] == job["success_items"] == 20_000
+    page = api.get(
+        f"/batch/jobs/{job_id}/items", headers=keys["alice"], params={"cursor": 12344, "limit": 1}
+    ).json()
+    assert page["items"][0]["input_data"] == {"content_hash": f"{12345:064x}"}

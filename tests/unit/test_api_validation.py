@@ -220,3 +220,72 @@ def test_a_first_attempt_that_died_publishing_is_published_again(client, accepte
     assert retried.json()["batch_job_id"] == str(job.job_id)
     assert {str(m.event.job_id) for m in working.published} == {str(job.job_id)}
     assert job.published_at is not None
+
+
+def ndjson(*lines: bytes) -> bytes:
+    return b"\n".join(lines) + b"\n"
+
+
+def test_an_ndjson_upload_is_validated_then_published_in_order(client, publisher):
+    body = ndjson(*(b'{"device_id": "d%d", "public_key": "QUJD"}' % i for i in range(3)))
+    response = client.post(
+        "/batch/jobs",
+        content=body,
+        params={"job_type": "enrollment", "metadata": '{"src": "file"}'},
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["total_items"] == 3
+    first, *items = publisher.published
+    assert isinstance(first.event, JobSubmitted) and first.event.total_items == 3
+    assert first.event.metadata == {"src": "file"}
+    assert [m.key for m in items] == ["d0", "d1", "d2"]
+    assert [m.event.item_index for m in items] == [0, 1, 2]  # type: ignore[attr-defined]
+
+
+def test_a_bad_line_anywhere_publishes_nothing_and_is_named(client, publisher):
+    good = b'{"content_hash": "%s"}' % (b"0" * 64)
+    body = ndjson(good, good, b'{"content_hash": "short"}', b"not json", good)
+    response = client.post(
+        "/batch/jobs?job_type=query", content=body, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert response.status_code == 422
+    assert [e["item_index"] for e in response.json()["invalid_items"]] == [2, 3]
+    assert publisher.published == []
+
+
+@pytest.mark.parametrize(
+    ("params", "body", "status", "needle"),
+    [
+        ({}, b'{"content_hash": "x"}\n', 422, "job type"),
+        ({"job_type": "query"}, b"\n\n", 422, "no items"),
+        ({"job_type": "query", "metadata": "[1]"}, b"{}\n", 422, "metadata"),
+        ({"job_type": "query"}, b'{"content_hash": "' + b"a" * 70_000 + b'"}\n', 413, "bytes"),
+    ],
+)
+def test_ndjson_mistakes_are_clear(client, publisher, params, body, status, needle):
+    response = client.post(
+        "/batch/jobs", content=body, params=params, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert response.status_code == status
+    assert needle in response.json()["detail"]
+    assert publisher.published == []
+
+
+def test_an_unknown_media_type_is_415(client):
+    response = client.post(
+        "/batch/jobs",
+        content=b"job_type=query",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 415
+
+
+def test_a_json_body_over_the_limit_is_413(publisher):
+    app = create_app(SETTINGS.model_copy(update={"api_max_body_bytes": 2048}), publisher=publisher)
+    app.dependency_overrides[get_current_user] = lambda: "alice"
+    items = [{"content_hash": "0" * 64}] * 40
+    with TestClient(app) as small:
+        response = small.post("/batch/jobs", json={"job_type": "query", "items": items})
+    assert response.status_code == 413
+    assert publisher.published == []
