@@ -28,7 +28,8 @@ def create_app(
         app.state.settings = settings
         producer = None
         if publisher is None:
-            producer = make_producer(settings)
+            timeout_ms = int(settings.api_publish_timeout_s * 1000)
+            producer = make_producer(settings, request_timeout_ms=timeout_ms)
             await producer.start()
             app.state.producer = producer
         app.state.publisher = publisher or KafkaEventPublisher(producer)  # type: ignore[arg-type]

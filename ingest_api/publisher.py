@@ -39,5 +39,5 @@ class KafkaEventPublisher:
                 for m in messages
             ]
             await asyncio.gather(*deliveries)
-        except KafkaError as exc:
-            raise PublishError(str(exc)) from exc
+        except (KafkaError, TimeoutError) as exc:
+            raise PublishError(repr(exc)) from exc
