@@ -1,0 +1,149 @@
+"""Ingest API: how fast a batch is accepted (validated, published, acknowledged).
+
+Starts one ``batchctl api`` on fresh topics, then measures:
+- ``items_per_s_json`` / ``items_per_s_ndjson``: one 100,000-item batch, POST to 202;
+- ``p99_ms``: 10-item POSTs from 50 concurrent clients;
+- ``peak_rss_mb``: the API process's peak RSS, which includes a 1,000,000-item NDJSON upload.
+Prints, last, a JSON line with those figures and ``items_per_s`` (the lower of the two).
+
+    python benchmarks/ingest.py [--items N] [--upload-items M] [--requests R]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from sqlalchemy.orm import sessionmaker
+
+from benchmarks.common import fresh_settings, machine, make_topics, peak_rss_mb, services
+from consumers.registry import job_types
+from ingest_api.api_keys import create_key
+from storage.engine import make_engine
+from streaming.topics_admin import delete_prefixed_topics
+
+
+def item(i: int) -> dict:  # type: ignore[type-arg]
+    return {"content_hash": f"{i:064x}"}
+
+
+def ndjson_chunks(n: int, chunk_items: int = 5_000):  # type: ignore[no-untyped-def]
+    for start in range(0, n, chunk_items):
+        yield b"".join(
+            b'{"content_hash": "%064x"}\n' % i for i in range(start, min(n, start + chunk_items))
+        )
+
+
+async def concurrent_posts(base: str, headers: dict, requests: int, clients: int) -> float:  # type: ignore[type-arg]
+    latencies: list[float] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for r in range(requests):
+        queue.put_nowait(r)
+
+    async def client() -> None:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
+            while not queue.empty():
+                r = queue.get_nowait()
+                body = {"job_type": "query", "items": [item(r * 10 + k) for k in range(10)]}
+                started = time.perf_counter()
+                response = await http.post("/batch/jobs", json=body)
+                latencies.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 202, response.text
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    latencies.sort()
+    return latencies[int(len(latencies) * 0.99) - 1]
+
+
+def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[type-arg]
+    settings = fresh_settings()
+    asyncio.run(make_topics(settings, job_types()))
+    engine = make_engine(os.environ["DATABASE_URL"], pool_size=1)
+    with sessionmaker(engine)() as session:
+        key = create_key(session, user_id="bench").secret
+    engine.dispose()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "BATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "LOG_LEVEL": "WARNING",
+        "API_MAX_ITEMS_PER_REQUEST": str(max(items, 100_000)),
+    }
+    api = subprocess.Popen([sys.executable, "-m", "batchctl", "api", "--port", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        with httpx.Client(base_url=base, headers=headers, timeout=600) as http:
+            body = {"job_type": "query", "items": [item(i) for i in range(items)]}
+            started = time.perf_counter()
+            response = http.post("/batch/jobs", json=body)
+            json_s = time.perf_counter() - started
+            assert response.status_code == 202, response.text
+            started = time.perf_counter()
+            response = http.post(
+                "/batch/jobs",
+                params={"job_type": "query"},
+                content=ndjson_chunks(items),
+                headers={"Content-Type": "application/x-ndjson"},
+            )
+            ndjson_s = time.perf_counter() - started
+            assert response.status_code == 202, response.text
+            p99 = asyncio.run(concurrent_posts(base, headers, requests, 50))
+            print(f"uploading {upload_items:,} items as NDJSON ...", flush=True)
+            started = time.perf_counter()
+            response = http.post(
+                "/batch/jobs",
+                params={"job_type": "query"},
+                content=ndjson_chunks(upload_items),
+                headers={"Content-Type": "application/x-ndjson"},
+            )
+            upload_s = time.perf_counter() - started
+            assert response.status_code == 202, response.text
+            assert response.json()["total_items"] == upload_items
+        rss = peak_rss_mb(api.pid)
+    finally:
+        api.terminate()
+        api.wait(30)
+        asyncio.run(delete_prefixed_topics(settings))
+    json_rate, ndjson_rate = items / json_s, items / ndjson_s
+    return {
+        "benchmark": "ingest",
+        "items": items,
+        "items_per_s": round(min(json_rate, ndjson_rate)),
+        "items_per_s_json": round(json_rate),
+        "items_per_s_ndjson": round(ndjson_rate),
+        "p99_ms": round(p99, 1),
+        "requests": requests,
+        "upload_items": upload_items,
+        "upload_items_per_s": round(upload_items / upload_s),
+        "peak_rss_mb": rss,
+        "machine": machine(),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--upload-items", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=2_000)
+    args = parser.parse_args()
+    services()
+    print(json.dumps(main(args.items, args.upload_items, args.requests)))
