@@ -11,11 +11,11 @@ import logging
 import signal
 
 from consumers.cancellations import CancellationWatcher
-from consumers.outcome_sink import DeliveryFailed, OutcomeSink
 from consumers.registry import handler_class
 from consumers.settings import WorkerSettings
 from consumers.worker import ReleaseOnRevoke, Worker
 from storage.engine import make_engine
+from streaming.batch_sender import BatchSender, DeliveryFailed
 from streaming.clients import make_consumer, make_producer
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Even
     cancellations = CancellationWatcher(
         settings, engine, settings.projection_name, settings.worker_cancellation_ttl_s
     )
-    sink = OutcomeSink(producer, linger_s=settings.worker_linger_s)
+    sink = BatchSender(producer, linger_s=settings.worker_linger_s)
     worker = Worker(settings, handler, consumer, sink, cancellations)
     await producer.start()
     try:

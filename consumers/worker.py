@@ -32,11 +32,11 @@ from consumers.deadlines import Deadlines
 from consumers.handlers.base import Handler
 from consumers.lanes import KeyedDispatcher
 from consumers.offsets import PartitionOffsets
-from consumers.outcome_sink import OutcomeSink
 from consumers.processing import Outcome, RetryPolicy, cancelled, failed, process_item
 from consumers.settings import WorkerSettings
 from events.codec import EventDecodeError, decode_expecting
 from events.models import ItemSubmitted
+from streaming.batch_sender import BatchSender
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Worker:
         settings: WorkerSettings,
         handler: Handler,  # type: ignore[type-arg]
         consumer: AIOKafkaConsumer,
-        sink: OutcomeSink,
+        sink: BatchSender,
         cancellations: CancellationWatcher | None = None,
     ):
         self.settings = settings

@@ -32,11 +32,20 @@ def create_app(
             producer = make_producer(settings, request_timeout_ms=timeout_ms)
             await producer.start()
             app.state.producer = producer
-        app.state.publisher = publisher or KafkaEventPublisher(producer)  # type: ignore[arg-type]
+        if publisher is None:
+            assert producer is not None
+            kafka = KafkaEventPublisher(
+                producer, _topics(settings), timeout_s=settings.api_publish_timeout_s
+            )
+            await kafka.start()
+            app.state.publisher = kafka
+        else:
+            app.state.publisher = publisher
         try:
             yield
         finally:
             if producer is not None:
+                await app.state.publisher.close()
                 await producer.stop()
             engine.dispose()
 
@@ -45,3 +54,10 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(health.router)
     return app
+
+
+def _topics(settings: ApiSettings) -> list[str]:
+    """Every topic the API publishes to."""
+    from consumers.registry import job_types
+
+    return [settings.topics.jobs, *(settings.topics.items(t) for t in job_types())]

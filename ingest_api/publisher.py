@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError
 
 from events.codec import encode
 from events.models import Event
+from streaming.batch_sender import BatchSender, DeliveryFailed
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,56 @@ class EventPublisher(Protocol):
 
 
 class KafkaEventPublisher:
-    def __init__(self, producer: AIOKafkaProducer):
+    """Publishes through a ``BatchSender``: messages are appended to per-partition batches
+    (a few µs each, against 10-20 µs for ``producer.send``) and ``publish`` returns when
+    Kafka has acknowledged all of them, or fails within ``timeout_s``. After a failed
+    delivery the sender is replaced, so one broker outage does not outlive itself."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topics: list[str],
+        *,
+        timeout_s: float,
+        linger_s: float = 0.002,
+    ):
         self.producer = producer
+        self.topics = topics
+        self.timeout_s = timeout_s
+        self.linger_s = linger_s
+        self.sender: BatchSender | None = None
+
+    async def start(self) -> None:
+        self.sender = BatchSender(self.producer, linger_s=self.linger_s)
+        await self.sender.start(self.topics)
+
+    async def close(self) -> None:
+        if self.sender is not None:
+            await self.sender.close()
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
+        if not messages:
+            return
+        if self.sender is None:
+            await self.start()
+        sender = self.sender
+        assert sender is not None
+        done = asyncio.get_running_loop().create_future()
+        remaining = len(messages)
+
+        def acknowledged() -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0 and not done.done():
+                done.set_result(None)
+
         try:
-            deliveries = [
-                await self.producer.send(m.topic, value=encode(m.event), key=m.key.encode())
-                for m in messages
-            ]
-            await asyncio.gather(*deliveries)
-        except (KafkaError, TimeoutError) as exc:
+            async with asyncio.timeout(self.timeout_s):
+                for m in messages:
+                    await sender.append(m.topic, m.key.encode(), encode(m.event), acknowledged)
+                await done
+        except (DeliveryFailed, KafkaError, TimeoutError) as exc:
+            if self.sender is sender:
+                self.sender = None  # the next publish starts afresh
+                asyncio.get_running_loop().create_task(sender.close())
             raise PublishError(repr(exc)) from exc

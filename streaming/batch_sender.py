@@ -1,4 +1,5 @@
-"""Batched, acknowledged publishing of outcomes and dead letters.
+"""Batched, acknowledged publishing (the workers' outcomes and dead letters, the API's
+submissions).
 
 ``producer.send()`` costs ~10-20 µs a message in aiokafka; appending to a batch builder per
 partition and submitting whole batches with ``send_batch`` costs a fraction of that. Every
@@ -32,7 +33,8 @@ LARGE_MESSAGE = 64 * 1024
 
 
 class DeliveryFailed(Exception):
-    """Kafka did not acknowledge a batch: the worker restarts from its committed offsets."""
+    """Kafka did not acknowledge a batch. The sender stays failed: make a new one (the
+    worker restarts from its committed offsets; the API answers 503 and starts afresh)."""
 
 
 @dataclass
@@ -73,7 +75,7 @@ class _PartitionOut:
         self.wakeup.set()
 
 
-class OutcomeSink:
+class BatchSender:
     def __init__(self, producer: AIOKafkaProducer, *, linger_s: float = 0.005):
         self.producer = producer
         self.linger_s = linger_s
@@ -204,7 +206,7 @@ class OutcomeSink:
 
     def _fail(self, out: _PartitionOut, exc: BaseException) -> None:
         if self._failure is None:
-            log.error("outcome batch to %s was not acknowledged: %r", out.tp, exc)
+            log.error("a batch to %s was not acknowledged: %r", out.tp, exc)
             self._failure = exc
         out.room.set()  # wake appenders so that they see the failure
 
