@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ from ingest_api.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
+from ingest_api.progress import progress_events
 from ingest_api.publisher import EventPublisher, Outgoing, PublishError
 from ingest_api.schemas import (
     CancelAccepted,
@@ -410,4 +412,31 @@ async def retry_job(
             "items": f"/batch/jobs/{new_id}/items",
             "retry_of": f"/batch/jobs/{job_id}",
         },
+    )
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "progress snapshots, then a done event",
+        }
+    },
+)
+async def job_events_stream(job_id: UUID, user: CurrentUser, request: Request) -> StreamingResponse:
+    """Server-Sent Events: the job's progress (counts, percent, items/s, ETA) until it has
+    finished. Every event is a full snapshot: reconnecting just continues."""
+    sessions = request.app.state.sessions
+
+    def read() -> JobView:
+        with sessions() as session:
+            return queries.get_job(session, user_id=user, job_id=job_id)
+
+    await run_in_threadpool(read)  # 404 before the stream starts
+    return StreamingResponse(
+        progress_events(read, job_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -1,6 +1,7 @@
 """Listing, cancelling and reading results through the API, on the real pipeline; another
 user's job is a missing one for every endpoint."""
 
+import json
 import uuid
 
 from tests.integration.conftest import submit, wait_job
@@ -175,3 +176,37 @@ def test_an_ndjson_upload_of_20000_items_completes_exactly(api, keys, engine, pr
         f"/batch/jobs/{job_id}/items", headers=keys["alice"], params={"cursor": 12344, "limit": 1}
     ).json()
     assert page["items"][0]["input_data"] == {"content_hash": f"{12345:064x}"}
+
+
+def test_progress_streams_as_server_sent_events_until_done(api, keys, engine, processes):
+    processes.start("projector")
+    processes.start("worker", "--job-type", "scripted", WORKER_CONCURRENCY="2")
+    alice = keys["alice"]
+    job_id = submit(
+        api,
+        alice,
+        "scripted",
+        [{"token": f"sse-{uuid.uuid4()}", "sleep_ms": 50} for _ in range(40)],
+    )
+    assert api.get(f"/batch/jobs/{job_id}/events", headers=keys["bob"]).status_code == 404
+
+    events = []
+    with api.stream("GET", f"/batch/jobs/{job_id}/events", headers=alice) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[len("event: ") :]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[len("data: ") :])))
+                if kind == "done":
+                    break
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and kinds.count("done") == 1
+    assert len(kinds) >= 3  # progress was seen along the way
+    processed = [e["processed_items"] for _, e in events]
+    assert processed == sorted(processed) and processed[-1] == 40
+    final = events[-1][1]
+    assert (final["status"], final["progress_percent"]) == ("completed", 100)
+    assert any(e["items_per_s"] > 0 and e["eta_s"] for k, e in events if k == "progress")

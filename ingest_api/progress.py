@@ -1,0 +1,73 @@
+"""Live progress of a job as Server-Sent Events.
+
+Each event is a full snapshot (counts, percent, items/s, ETA), so a client that reconnects
+(sending Last-Event-ID or not) simply continues from the current state. A snapshot is sent
+when something changed, a comment line keeps idle connections alive, and the stream ends
+with a ``done`` event once the job has finished.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from ingest_api.schemas import JobView
+from storage.tables import FINAL_JOB_STATUSES
+
+POLL_S = 0.5
+KEEPALIVE_S = 15.0
+
+
+def snapshot(job: JobView, now: datetime) -> dict[str, Any]:
+    processed = job.processed_items
+    total = job.total_items or 0
+    elapsed = (now - job.started_at).total_seconds() if job.started_at else 0.0
+    rate = processed / elapsed if elapsed > 0 else 0.0
+    remaining = max(0, total - processed)
+    return {
+        "batch_job_id": str(job.batch_job_id),
+        "status": job.status,
+        "total_items": job.total_items,
+        "processed_items": processed,
+        "success_items": job.success_items,
+        "failed_items": job.failed_items,
+        "cancelled_items": job.cancelled_items,
+        "progress_percent": job.progress_percent,
+        "items_per_s": round(rate, 1),
+        "eta_s": round(remaining / rate, 1) if rate > 0 and remaining else None,
+    }
+
+
+def sse(data: dict[str, Any], *, event: str, event_id: str) -> bytes:
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        event_id.encode(),
+        event.encode(),
+        orjson.dumps(data),
+    )
+
+
+async def progress_events(read: Callable[[], JobView], job_id: UUID) -> AsyncIterator[bytes]:
+    """``read`` returns the job's current view (raising JobNotFound if it disappears)."""
+    last: dict[str, Any] | None = None
+    last_sent = time.monotonic()
+    while True:
+        job = await asyncio.to_thread(read)
+        state = snapshot(job, datetime.now(UTC))
+        changed = last is None or {
+            k: v for k, v in state.items() if k not in ("items_per_s", "eta_s")
+        } != {k: v for k, v in last.items() if k not in ("items_per_s", "eta_s")}
+        event_id = f"{job_id}:{job.processed_items}:{job.status}"
+        if job.status in FINAL_JOB_STATUSES:
+            yield sse(state, event="done", event_id=event_id)
+            return
+        if changed:
+            yield sse(state, event="progress", event_id=event_id)
+            last, last_sent = state, time.monotonic()
+        elif time.monotonic() - last_sent >= KEEPALIVE_S:
+            yield b": keep-alive\n\n"
+            last_sent = time.monotonic()
+        await asyncio.sleep(POLL_S)
