@@ -78,6 +78,8 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
         "BATCH_TOPIC_PREFIX": settings.topic_prefix,
         "LOG_LEVEL": "WARNING",
         "API_MAX_ITEMS_PER_REQUEST": str(max(items, 100_000)),
+        "API_RATE_LIMIT_PER_S": "1000000",  # one key sends every request here
+        "API_RATE_LIMIT_BURST": "1000000",
     }
     api = subprocess.Popen([sys.executable, "-m", "batchctl", "api", "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"

@@ -9,6 +9,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ingest_api.errors import install_error_handlers
 from ingest_api.publisher import EventPublisher, KafkaEventPublisher
+from ingest_api.rate_limit import RateLimiter
 from ingest_api.routes import health, jobs
 from ingest_api.settings import ApiSettings
 from storage.engine import make_engine
@@ -26,6 +27,9 @@ def create_app(
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
         app.state.settings = settings
+        app.state.rate_limiter = RateLimiter(
+            settings.api_rate_limit_per_s, settings.api_rate_limit_burst
+        )
         producer = None
         if publisher is None:
             timeout_ms = int(settings.api_publish_timeout_s * 1000)

@@ -8,8 +8,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from ingest_api.api_keys import user_for_key
-from ingest_api.errors import NotAuthenticated
+from ingest_api.api_keys import hash_key, user_for_key
+from ingest_api.errors import NotAuthenticated, RateLimited
 from ingest_api.publisher import EventPublisher
 from ingest_api.settings import ApiSettings
 
@@ -25,6 +25,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_current_user(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
@@ -33,6 +34,9 @@ def get_current_user(
     user = user_for_key(session, secret=credentials.credentials)
     if user is None:
         raise NotAuthenticated("the API key is invalid or revoked")
+    wait = request.app.state.rate_limiter.take(hash_key(credentials.credentials))
+    if wait:
+        raise RateLimited(wait)
     return user
 
 

@@ -1,5 +1,6 @@
 """The API's errors, each mapped once to an HTTP status by ``install_error_handlers``."""
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -76,6 +77,15 @@ class UnsupportedMediaType(ApiError):
     code = "unsupported_media_type"
 
 
+class RateLimited(ApiError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after_s: float):
+        super().__init__(f"too many requests for this API key; retry in {retry_after_s:.1f}s")
+        self.retry_after_s = retry_after_s
+
+
 class PublishFailed(ApiError):
     status_code = 503
     code = "publish_failed"
@@ -95,5 +105,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if exc.status_code == 503:
             headers = {"Retry-After": "2"}
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
         body = {"error": exc.code, "detail": exc.message, **exc.details}
         return JSONResponse(status_code=exc.status_code, content=body, headers=headers)

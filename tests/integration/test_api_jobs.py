@@ -210,3 +210,21 @@ def test_progress_streams_as_server_sent_events_until_done(api, keys, engine, pr
     final = events[-1][1]
     assert (final["status"], final["progress_percent"]) == ("completed", 100)
     assert any(e["items_per_s"] > 0 and e["eta_s"] for k, e in events if k == "progress")
+
+
+def test_too_many_requests_for_one_key_is_429_with_retry_after(api_settings, keys):
+    from fastapi.testclient import TestClient
+
+    from ingest_api.app import create_app
+
+    strict = api_settings.model_copy(
+        update={"api_rate_limit_per_s": 0.5, "api_rate_limit_burst": 2}
+    )
+    with TestClient(create_app(strict)) as limited:
+        codes = [limited.get("/batch/jobs", headers=keys["alice"]).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        refused = limited.get("/batch/jobs", headers=keys["alice"])
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.json()["error"] == "rate_limited"
+        assert limited.get("/batch/jobs", headers=keys["bob"]).status_code == 200
