@@ -262,10 +262,12 @@ async def _publish(
         total_items=accepted.total_items,
         metadata=metadata or {},
     )
+    # The items first, the job last: a job exists for its reader only once its
+    # JobSubmitted is folded, so a publish that dies half-way leaves nothing half visible.
     try:
-        await publisher.publish([Outgoing(settings.topics.jobs, str(accepted.job_id), submitted)])
         for chunk in chunks:
             await publisher.publish(chunk)
+        await publisher.publish([Outgoing(settings.topics.jobs, str(accepted.job_id), submitted)])
     except PublishError as exc:
         raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
     await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
@@ -386,7 +388,6 @@ async def retry_job(
         retry_of=job_id,
     )
     try:
-        await publisher.publish([Outgoing(settings.topics.jobs, str(new_id), submitted)])
         after, index = -1, 0
         while True:  # the failed items, a chunk at a time: memory stays bounded
             chunk = await run_in_threadpool(
@@ -400,6 +401,7 @@ async def retry_job(
                 index += 1
             await publisher.publish(outgoing)
             after = chunk[-1][0]
+        await publisher.publish([Outgoing(settings.topics.jobs, str(new_id), submitted)])
     except PublishError as exc:
         raise PublishFailed(f"the retry could not be published, try again: {exc}") from exc
     await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)

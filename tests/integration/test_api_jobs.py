@@ -228,3 +228,51 @@ def test_too_many_requests_for_one_key_is_429_with_retry_after(api_settings, key
         assert int(refused.headers["Retry-After"]) >= 1
         assert refused.json()["error"] == "rate_limited"
         assert limited.get("/batch/jobs", headers=keys["bob"]).status_code == 200
+
+
+def test_a_job_whose_publish_died_half_way_is_not_visible_until_complete(
+    api, keys, engine, processes, kafka_settings
+):
+    import asyncio
+
+    from events.codec import encode
+    from events.models import ItemSubmitted, JobSubmitted
+    from tests.integration.conftest import job_row, publish_many, wait_for
+
+    processes.start("projector")
+    processes.start("worker", "--job-type", "query")
+    topics, job_id = kafka_settings.topics, uuid.uuid4()
+
+    def item(i: int) -> tuple[str, bytes, bytes]:
+        event = ItemSubmitted.new(
+            job_id=job_id, item_index=i, job_type="query", input={"content_hash": f"{i:064x}"}
+        )
+        return topics.items("query"), f"{job_id}:{i}".encode(), encode(event)
+
+    # What an API that died after publishing three of five items leaves behind:
+    asyncio.run(publish_many(kafka_settings, [item(i) for i in range(3)]))
+    wait_for(
+        lambda: (job_row(engine, job_id) or {}).get("processed_items") == 3,
+        60,
+        "the three items handled and folded",
+    )
+    assert job_row(engine, job_id)["user_id"] is None  # the items were folded...
+    assert api.get(f"/batch/jobs/{job_id}", headers=keys["alice"]).status_code == 404
+    listed = api.get("/batch/jobs", headers=keys["alice"], params={"limit": 1000}).json()
+    assert str(job_id) not in {j["batch_job_id"] for j in listed["jobs"]}  # ...not the job
+
+    # The rest, and the job last, as a retried request publishes them:
+    submitted = JobSubmitted.new(job_id=job_id, job_type="query", user_id="alice", total_items=5)
+    asyncio.run(
+        publish_many(
+            kafka_settings,
+            [*(item(i) for i in range(5)), (topics.jobs, str(job_id).encode(), encode(submitted))],
+        )
+    )
+    wait_for(
+        lambda: (job_row(engine, job_id) or {}).get("status") == "completed",
+        60,
+        "the completed job",
+    )
+    view = api.get(f"/batch/jobs/{job_id}", headers=keys["alice"]).json()
+    assert (view["status"], view["success_items"]) == ("completed", 5)

@@ -76,7 +76,7 @@ def enrollment(i: int) -> dict:
     return {"device_id": f"d{i}", "public_key": "QUJD"}
 
 
-def test_accepted_batch_publishes_the_job_then_one_event_per_item(client, publisher):
+def test_accepted_batch_publishes_one_event_per_item_then_the_job(client, publisher):
     response = client.post(
         "/batch/jobs",
         json={
@@ -88,7 +88,7 @@ def test_accepted_batch_publishes_the_job_then_one_event_per_item(client, publis
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "pending" and body["total_items"] == 3
-    first, *items = publisher.published
+    *items, first = publisher.published  # the job last: never half visible
     assert isinstance(first.event, JobSubmitted) and first.topic == "t.jobs"
     assert first.event.user_id == "alice" and first.event.metadata == {"k": "v"}
     assert str(first.event.job_id) == body["batch_job_id"] == first.key
@@ -236,7 +236,7 @@ def test_an_ndjson_upload_is_validated_then_published_in_order(client, publisher
     )
     assert response.status_code == 202, response.text
     assert response.json()["total_items"] == 3
-    first, *items = publisher.published
+    *items, first = publisher.published
     assert isinstance(first.event, JobSubmitted) and first.event.total_items == 3
     assert first.event.metadata == {"src": "file"}
     assert [m.key for m in items] == ["d0", "d1", "d2"]
