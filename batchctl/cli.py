@@ -3,7 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,7 +27,6 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 
 console = Console()
-T = TypeVar("T")
 err = Console(stderr=True)
 
 
@@ -37,10 +36,6 @@ def _fail(message: str) -> typer.Exit:
 
 
 # --- the parts -----------------------------------------------------------------------------
-
-
-def _run_result(main: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(main)
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -175,7 +170,7 @@ def replay(
             )
 
         try:
-            done = _run_result(mode(ProjectorSettings(), show))
+            done = asyncio.run(mode(ProjectorSettings(), show))
         except ProjectorRunning as exc:
             raise _fail(str(exc)) from None
     how = "in place" if in_place else "into new tables, swapped in"

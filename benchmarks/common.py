@@ -12,7 +12,6 @@ from aiokafka.structs import TopicPartition
 from batchctl.dev.services import up
 from streaming.clients import make_producer
 from streaming.settings import KafkaSettings
-from streaming.topics_admin import create_topics
 
 
 def services() -> None:
@@ -25,10 +24,6 @@ def fresh_settings(partitions: int = 6) -> KafkaSettings:
     return KafkaSettings(
         BATCH_TOPIC_PREFIX=f"bench{uuid.uuid4().hex[:8]}.", BATCH_TOPIC_PARTITIONS=partitions
     )
-
-
-async def make_topics(settings: KafkaSettings, job_types: list[str]) -> None:
-    await create_topics(settings, job_types)
 
 
 async def preload(settings: KafkaSettings, messages: list[tuple[str, bytes, bytes]]) -> None:

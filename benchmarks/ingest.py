@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from sqlalchemy.orm import sessionmaker
 
-from benchmarks.common import fresh_settings, machine, make_topics, peak_rss_mb, services
+from benchmarks.common import fresh_settings, machine, peak_rss_mb, services
 from consumers.registry import job_types
 from ingest_api.api_keys import create_key
 from storage.engine import make_engine
-from streaming.topics_admin import delete_prefixed_topics
+from streaming.topics_admin import create_topics, delete_prefixed_topics
 
 
 def item(i: int) -> dict:  # type: ignore[type-arg]
@@ -65,7 +65,7 @@ async def concurrent_posts(base: str, headers: dict, requests: int, clients: int
 
 def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[type-arg]
     settings = fresh_settings()
-    asyncio.run(make_topics(settings, job_types()))
+    asyncio.run(create_topics(settings, job_types()))
     engine = make_engine(os.environ["DATABASE_URL"], pool_size=1)
     with sessionmaker(engine)() as session:
         key = create_key(session, user_id="bench").secret

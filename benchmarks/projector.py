@@ -27,7 +27,6 @@ from sqlalchemy import text
 from benchmarks.common import (
     fresh_settings,
     machine,
-    make_topics,
     peak_rss_mb,
     preload,
     services,
@@ -36,7 +35,7 @@ from events.codec import encode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded, JobSubmitted
 from migrations.runner import upgrade
 from storage.engine import make_engine
-from streaming.topics_admin import delete_prefixed_topics
+from streaming.topics_admin import create_topics, delete_prefixed_topics
 
 
 def events_for(settings, jobs: int, per_job: int) -> list[tuple[str, bytes, bytes]]:  # type: ignore[no-untyped-def]
@@ -122,7 +121,7 @@ def folded(engine) -> int:  # type: ignore[no-untyped-def]
 
 def run(events: int, per_job: int) -> dict:  # type: ignore[type-arg]
     settings = fresh_settings()
-    asyncio.run(make_topics(settings, ["query"]))
+    asyncio.run(create_topics(settings, ["query"]))
     jobs = max(1, events // (2 * per_job + 1))
     messages = events_for(settings, jobs, per_job)
     total = len(messages)

@@ -25,7 +25,6 @@ from aiokafka import AIOKafkaConsumer
 from benchmarks.common import (
     fresh_settings,
     machine,
-    make_topics,
     peak_rss_mb,
     preload,
     services,
@@ -33,7 +32,7 @@ from benchmarks.common import (
 from events.codec import encode
 from events.models import ItemSubmitted
 from streaming.clients import connection_options
-from streaming.topics_admin import delete_prefixed_topics
+from streaming.topics_admin import create_topics, delete_prefixed_topics
 
 NOOP = "consumers.handlers.noop:NoopHandler"
 
@@ -73,7 +72,7 @@ async def count_outcomes(
 async def main(items: int, concurrency: int) -> dict:  # type: ignore[type-arg]
     os.environ["BATCH_EXTRA_HANDLERS"] = NOOP
     settings = fresh_settings()
-    await make_topics(settings, ["noop"])
+    await create_topics(settings, ["noop"])
     job_id = uuid.uuid4()
     topic = settings.topics.items("noop")
     print(f"pre-loading {items} items into {topic} ...", flush=True)

@@ -12,12 +12,11 @@ import time
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 from sqlalchemy import Engine, text
 
 from events.codec import EventDecodeError, decode
 from events.models import JobCancelRequested
-from streaming.clients import connection_options
+from streaming.clients import connection_options, topic_partitions
 from streaming.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -80,13 +79,7 @@ class CancellationWatcher:
             fetch_max_wait_ms=100,
         )
         await consumer.start()
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-        ]
-        if not partitions:
-            partitions = [
-                TopicPartition(topic, p) for p in sorted(await self._partitions(consumer, topic))
-            ]
+        partitions = await topic_partitions(consumer, lambda name: name == topic)
         consumer.assign(partitions)
         for tp in partitions:
             if tp.partition in positions:
@@ -96,11 +89,6 @@ class CancellationWatcher:
         self._consumer = consumer
         self._task = asyncio.create_task(self._tail())
         log.info("cancellations: %d known at start, tailing %s", len(self.cancelled), topic)
-
-    @staticmethod
-    async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-        await consumer._client.force_metadata_update()  # type: ignore[attr-defined]
-        return consumer.partitions_for_topic(topic) or set()
 
     async def _tail(self) -> None:
         assert self._consumer is not None

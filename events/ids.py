@@ -9,7 +9,6 @@ import hashlib
 from uuid import UUID
 
 NAMESPACE = UUID("5d0f6c3e-2f4b-4e51-9a43-7f1d2a8b9c01")
-_NAMESPACE_BYTES = NAMESPACE.bytes
 
 
 def uuid5(namespace: UUID, name: str) -> UUID:

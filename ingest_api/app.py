@@ -36,8 +36,6 @@ def create_app(
             producer = make_producer(settings, request_timeout_ms=timeout_ms)
             await producer.start()
             app.state.producer = producer
-        if publisher is None:
-            assert producer is not None
             kafka = KafkaEventPublisher(
                 producer, _topics(settings), timeout_s=settings.api_publish_timeout_s
             )

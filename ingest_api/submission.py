@@ -26,6 +26,12 @@ def handler_for(job_type: str) -> Handler:  # type: ignore[type-arg]
         raise InvalidBatch(str(exc), known_job_types=exc.known) from None
 
 
+def note_invalid(errors: list[dict[str, Any]], index: int, exc: ValidationError) -> None:
+    """Keep the first invalid items, by index with their messages, for the 422."""
+    if len(errors) < MAX_REPORTED_ERRORS:
+        errors.append({"item_index": index, "message": validation_message(exc)})
+
+
 def validate_items(
     handler: Handler,
     items: list[dict[str, Any]],  # type: ignore[type-arg]
@@ -40,8 +46,7 @@ def validate_items(
         try:
             valid.append(handler.input_model.model_validate(item))
         except ValidationError as exc:
-            if len(errors) < MAX_REPORTED_ERRORS:
-                errors.append({"item_index": index, "message": validation_message(exc)})
+            note_invalid(errors, index, exc)
     if errors:
         raise InvalidBatch(
             f"{len(items) - len(valid)} of {len(items)} items are invalid", invalid_items=errors

@@ -16,9 +16,8 @@ import orjson
 from pydantic import ValidationError
 
 from consumers.handlers.base import Handler
-from consumers.processing import validation_message
 from ingest_api.errors import InvalidBatch, TooLarge
-from ingest_api.submission import MAX_REPORTED_ERRORS
+from ingest_api.submission import MAX_REPORTED_ERRORS, note_invalid
 
 SPOOL_IN_MEMORY = 8 << 20
 
@@ -108,8 +107,7 @@ def _take(
     try:
         item = handler.input_model.model_validate_json(line)
     except ValidationError as exc:
-        if len(errors) < MAX_REPORTED_ERRORS:
-            errors.append({"item_index": index, "message": validation_message(exc)})
+        note_invalid(errors, index, exc)
         return index + 1
     if not errors:  # once a line is bad nothing will be published: stop spooling
         key = handler.routing_key(item, job_id=job_id, item_index=index)

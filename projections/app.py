@@ -16,7 +16,7 @@ import zlib
 from typing import Any
 
 import psycopg2
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from projections.projector import Projector
 from projections.settings import ProjectorSettings
@@ -27,7 +27,13 @@ from streaming.clients import make_consumer
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 10.0
-DATABASE_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError, OperationalError, DBAPIError)
+# Connection-level failures only: a SQL error is a bug, and retrying it would hide it.
+DATABASE_ERRORS = (
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    OperationalError,
+    InterfaceError,
+)
 
 
 def lock_key(projection: str) -> int:

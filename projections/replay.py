@@ -31,7 +31,7 @@ from projections.projector import Projector
 from projections.settings import ProjectorSettings
 from projections.writer import SWAP_LOCK, ProjectionWriter
 from storage.engine import make_engine
-from streaming.clients import make_consumer
+from streaming.clients import make_consumer, topic_partitions
 
 CLEAR = """
 TRUNCATE jobs, items, results;
@@ -55,12 +55,7 @@ class Progress:
 
 
 async def _targets(consumer: AIOKafkaConsumer, pattern: str) -> dict[TopicPartition, int]:
-    # consumer.topics() does not keep the partitions it learns; ask for the metadata itself
-    cluster = await consumer._client.fetch_all_metadata()  # type: ignore[attr-defined]
-    topics = [t for t in cluster.topics() if re.match(pattern, t)]
-    partitions = [
-        TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or [])
-    ]
+    partitions = await topic_partitions(consumer, lambda topic: re.match(pattern, topic))
     ends = await consumer.end_offsets(partitions)
     return {tp: offset for tp, offset in ends.items() if offset > 0}
 

@@ -29,9 +29,7 @@ from storage.base import Base
 TIMESTAMPTZ = DateTime(timezone=True)
 
 # The statuses the projector writes (see projections/writer.py).
-JOB_STATUSES = ("pending", "processing", "completed", "cancelled", "failed")
 FINAL_JOB_STATUSES = ("completed", "cancelled", "failed")
-ITEM_STATUSES = ("pending", "success", "failed", "cancelled")
 
 
 class Job(Base):

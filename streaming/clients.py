@@ -1,10 +1,12 @@
 """aiokafka client factories: every client gets the same security settings."""
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
 
 from streaming.settings import KafkaSettings
 
@@ -50,3 +52,17 @@ def make_consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> AI
 
 def make_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**connection_options(settings))
+
+
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, wanted: Callable[[str], object]
+) -> list[TopicPartition]:
+    """Every partition of the topics ``wanted`` accepts, from fresh cluster metadata (a
+    consumer only keeps the partitions of topics it is subscribed to)."""
+    cluster = await consumer._client.fetch_all_metadata()  # type: ignore[attr-defined]
+    return [
+        TopicPartition(topic, partition)
+        for topic in sorted(cluster.topics())
+        if wanted(topic)
+        for partition in sorted(cluster.partitions_for_topic(topic) or [])
+    ]

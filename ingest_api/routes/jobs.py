@@ -1,7 +1,7 @@
 """/batch/jobs: submit a batch, list the caller's jobs, read a job, its items and its result,
 cancel it."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
@@ -253,7 +253,8 @@ async def _publish(
     user: str,
     accepted: AcceptedJob,  # type: ignore[type-arg]
     metadata: dict[str, Any] | None,
-    chunks: Iterable[list[Outgoing]],
+    chunks: Iterable[list[Outgoing]] | AsyncIterator[list[Outgoing]],
+    retry_of: UUID | None = None,
 ) -> None:
     submitted = JobSubmitted.new(
         job_id=accepted.job_id,
@@ -261,25 +262,30 @@ async def _publish(
         user_id=user,
         total_items=accepted.total_items,
         metadata=metadata or {},
+        retry_of=retry_of,
     )
     # The items first, the job last: a job exists for its reader only once its
     # JobSubmitted is folded, so a publish that dies half-way leaves nothing half visible.
     try:
-        for chunk in chunks:
-            await publisher.publish(chunk)
+        if isinstance(chunks, AsyncIterator):
+            async for chunk in chunks:
+                await publisher.publish(chunk)
+        else:
+            for chunk in chunks:
+                await publisher.publish(chunk)
         await publisher.publish([Outgoing(settings.topics.jobs, str(accepted.job_id), submitted)])
     except PublishError as exc:
         raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
     await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
 
 
-def _accepted(accepted: AcceptedJob) -> JobAccepted:
+def _accepted(accepted: AcceptedJob, retry_of: UUID | None = None) -> JobAccepted:
     job_id = accepted.job_id
+    links = {"self": f"/batch/jobs/{job_id}", "items": f"/batch/jobs/{job_id}/items"}
+    if retry_of is not None:
+        links["retry_of"] = f"/batch/jobs/{retry_of}"
     return JobAccepted(
-        batch_job_id=job_id,
-        status="pending",
-        total_items=accepted.total_items,
-        links={"self": f"/batch/jobs/{job_id}", "items": f"/batch/jobs/{job_id}/items"},
+        batch_job_id=job_id, status="pending", total_items=accepted.total_items, links=links
     )
 
 
@@ -349,9 +355,6 @@ async def cancel_job(
     return CancelAccepted(batch_job_id=job_id, status="cancelling")
 
 
-RETRY_CHUNK = 5_000
-
-
 @router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
 async def retry_job(
     job_id: UUID,
@@ -367,54 +370,37 @@ async def retry_job(
     if not original.failed_items or original.job_type is None:
         raise NothingToRetry(f"job {job_id} has no failed items")
     handler = handler_for(original.job_type)
-    new_id = uuid4()
-    accepted = await run_in_threadpool(
-        acceptance.record,
-        session,
-        job_id=new_id,
-        user_id=user,
-        job_type=handler.job_type,
-        total_items=original.failed_items,
-        metadata=original.metadata,
-        idempotency_key=None,
-        digest=None,
+    accepted = await _accept(
+        session, user, handler, original.failed_items, original.metadata, None, None
     )
-    submitted = JobSubmitted.new(
-        job_id=new_id,
-        job_type=handler.job_type,
-        user_id=user,
-        total_items=original.failed_items,
-        metadata=original.metadata or {},
-        retry_of=job_id,
-    )
-    try:
+
+    async def failed_chunks() -> AsyncIterator[list[Outgoing]]:
         after, index = -1, 0
         while True:  # the failed items, a chunk at a time: memory stays bounded
             chunk = await run_in_threadpool(
-                queries.failed_inputs, session, job_id=job_id, after=after, limit=RETRY_CHUNK
+                queries.failed_inputs, session, job_id=job_id, after=after, limit=CHUNK
             )
             if not chunk:
-                break
-            outgoing = []
-            for _, data in chunk:
-                outgoing.append(retry_item(handler, settings.topics, new_id, index, data))
-                index += 1
-            await publisher.publish(outgoing)
+                return
+            yield [
+                retry_item(handler, settings.topics, accepted.job_id, index + n, data)
+                for n, (_, data) in enumerate(chunk)
+            ]
+            index += len(chunk)
             after = chunk[-1][0]
-        await publisher.publish([Outgoing(settings.topics.jobs, str(new_id), submitted)])
-    except PublishError as exc:
-        raise PublishFailed(f"the retry could not be published, try again: {exc}") from exc
-    await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
-    return JobAccepted(
-        batch_job_id=new_id,
-        status="pending",
-        total_items=index,
-        links={
-            "self": f"/batch/jobs/{new_id}",
-            "items": f"/batch/jobs/{new_id}/items",
-            "retry_of": f"/batch/jobs/{job_id}",
-        },
+
+    await _publish(
+        session,
+        publisher,
+        settings,
+        handler,
+        user,
+        accepted,
+        original.metadata,
+        failed_chunks(),
+        retry_of=job_id,
     )
+    return _accepted(accepted, retry_of=job_id)
 
 
 @router.get(
