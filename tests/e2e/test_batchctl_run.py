@@ -20,7 +20,7 @@ def free_port() -> int:
 
 def children(pid: int) -> dict[str, int]:
     out = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True, check=False
     ).stdout
     parts = {}
     for line in out.splitlines():
