@@ -20,7 +20,10 @@ def free_port() -> int:
 
 def children(pid: int) -> dict[str, int]:
     out = subprocess.run(
-        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     parts = {}
     for line in out.splitlines():
