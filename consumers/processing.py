@@ -18,7 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from consumers.deadlines import Deadlines, current_task
-from consumers.handlers.base import Handler, PermanentError, TransientError
+from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
 from events import outcome_wire
 from events.models import ItemSubmitted
 
@@ -93,15 +93,16 @@ def _output(handler: Handler, output: Any) -> dict[str, Any]:  # type: ignore[ty
 async def _call(
     handler: Handler,
     item: Any,  # type: ignore[type-arg]
+    context: ItemContext,
     deadlines: Deadlines | None,
 ) -> BaseModel:
     if deadlines is None:
         async with asyncio.timeout(handler.timeout_s):
-            return await handler.handle(item)
+            return await handler.handle(item, context)
     task = current_task()
     deadlines.arm(task, handler.timeout_s)
     try:
-        result = await handler.handle(item)
+        result = await handler.handle(item, context)
     except asyncio.CancelledError:
         if deadlines.disarm(task):
             raise TimeoutError from None
@@ -127,7 +128,8 @@ async def process_item(
         attempt += 1
         started = time.perf_counter()
         try:
-            result = await _call(handler, item, deadlines)
+            context = ItemContext(job_id, index, attempt)
+            result = await _call(handler, item, context, deadlines)
             output = _output(handler, result)
             spent_ms += (time.perf_counter() - started) * 1000
             return Outcome(

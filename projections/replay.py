@@ -12,7 +12,8 @@ In place (``--in-place``): the replay holds the projection's advisory lock, so i
 to run beside a projector, captures the end of every partition, clears the tables and
 positions in one transaction, and folds up to that end.
 
-Both fold with the live fold and writer, at the same speed.
+Both fold with the live fold and writer, at the same speed, and then restore the device and
+proof registry from the rebuilt items (``registry_rebuild``).
 """
 
 import asyncio
@@ -28,6 +29,7 @@ from aiokafka.structs import TopicPartition
 
 from projections.app import lock_key
 from projections.projector import Projector
+from projections.registry_rebuild import rebuild_registry
 from projections.settings import ProjectorSettings
 from projections.writer import SWAP_LOCK, ProjectionWriter
 from storage.engine import make_engine
@@ -89,9 +91,11 @@ async def replay_in_place(
                 return Progress(0, 0, 0.0)  # an empty log folds to empty tables
             consumer.assign(list(targets))
             await consumer.seek_to_beginning(*targets)
-            return await _fold_until(
+            done = await _fold_until(
                 Projector(settings, consumer, writer), consumer, targets, on_progress
             )
+            rebuild_registry(conn)
+            return done
         finally:
             await consumer.stop()
     finally:
@@ -195,6 +199,7 @@ async def replay_shadow(
                 consumer.resume(*targets)
                 folded = (await _fold_until(projector, consumer, targets, on_progress)).total
                 passes += 1
+            rebuild_registry(shadow)  # from the new items; the registry itself is shared
             _swap_in(admin, schema)
             swapped = True
             return Progress(folded, folded, time.monotonic() - started)

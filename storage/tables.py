@@ -1,5 +1,7 @@
 """Tables. ``jobs``, ``items``, ``results`` and ``projection_checkpoints`` are written only by
-the projector; ``api_keys`` only by the API and ``batchctl keys``.
+the projector; ``api_keys`` only by the API and ``batchctl keys``; ``devices`` and ``proofs``
+(the registry) by the enrollment and proof_lock workers, and restored from the log by
+``batchctl replay``.
 
 The seed's ``metadata`` column keeps its name but is mapped as ``job_metadata``:
 ``metadata`` is reserved by SQLAlchemy's declarative classes.
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     func,
@@ -165,3 +168,33 @@ class ApiKey(Base):
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+
+
+class Device(Base):
+    """An enrolled capture device; ``(job_id, item_index)`` is the item that enrolled it."""
+
+    __tablename__ = "devices"
+
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    key_fingerprint: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(String(256))
+    enrolled_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ)
+    job_id: Mapped[UUID]
+    item_index: Mapped[int] = mapped_column(Integer)
+
+
+class Proof(Base):
+    """A locked proof: one per content hash, owned by the device whose item locked it first."""
+
+    __tablename__ = "proofs"
+
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    proof_id: Mapped[UUID] = mapped_column(unique=True)
+    device_id: Mapped[str] = mapped_column(String(128), index=True)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    captured_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    locked_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ)
+    job_id: Mapped[UUID]
+    item_index: Mapped[int] = mapped_column(Integer)

@@ -6,6 +6,7 @@ be idempotent: handling the same item twice must give the same outcome and no ex
 """
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 from uuid import UUID
 
@@ -13,6 +14,16 @@ from pydantic import BaseModel
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemContext:
+    """Which item is being handled: ``(job_id, item_index)`` names it across redeliveries,
+    so a handler can recognise its own earlier effects; ``attempt`` counts from 1."""
+
+    job_id: UUID
+    item_index: int
+    attempt: int = 1
 
 
 class PermanentError(Exception):
@@ -53,5 +64,5 @@ class Handler(ABC, Generic[In, Out]):
         """Release what ``start`` acquired."""
 
     @abstractmethod
-    async def handle(self, item: In) -> Out:
+    async def handle(self, item: In, context: ItemContext) -> Out:
         """Process one item. Raise PermanentError or TransientError to fail it."""

@@ -4,7 +4,7 @@ as an entry point: enable it with ``BATCH_EXTRA_HANDLERS=consumers.handlers.noop
 
 from pydantic import BaseModel, ConfigDict
 
-from consumers.handlers.base import Handler
+from consumers.handlers.base import Handler, ItemContext
 
 
 class NoopInput(BaseModel):
@@ -22,5 +22,5 @@ class NoopHandler(Handler[NoopInput, NoopOutput]):
     input_model = NoopInput
     output_model = NoopOutput
 
-    async def handle(self, item: NoopInput) -> NoopOutput:
+    async def handle(self, item: NoopInput, context: ItemContext) -> NoopOutput:
         return NoopOutput(n=item.n)

@@ -1,31 +1,97 @@
-"""Bulk proof locking. (Walking skeleton: validates and echoes; arbitration comes later.)"""
+"""Bulk proof locking: a device-signed SHA-256 hash becomes an immutable, timestamped record.
 
+- Device not enrolled → ``device_not_enrolled``.
+- Signature (Ed25519, by the device's key, over the raw 32 hash bytes) does not verify →
+  ``invalid_signature``.
+- A new hash → locked (``already_locked: false``).
+- Locked before by the same device → success, ``already_locked: true``, with the first
+  lock's ``proof_id`` and ``locked_at``.
+- Locked before by another device → ``already_locked``.
+"""
+
+import base64
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from consumers.handlers.base import Handler
-from consumers.handlers.echo import EchoOutput
+from consumers.handlers.base import Handler, ItemContext, PermanentError
+from consumers.handlers.device_registry import Lock, RegistryBacked
 from consumers.handlers.fields import Base64, ContentHash, DeviceId
+from events.ids import uuid5
+
+PROOF_NAMESPACE = UUID("8a3c2f51-64d7-4c0e-b1f9-2e5d7a90c413")
 
 
 class ProofLockInput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     device_id: DeviceId
-    content_hash: ContentHash
-    signature: Base64
+    content_hash: ContentHash = Field(description="SHA-256 of the content, 64 hex characters")
+    signature: Base64 = Field(
+        description="base64 Ed25519 signature by the device's key over the raw 32 hash bytes"
+    )
     captured_at: datetime | None = None
 
 
-class ProofLockHandler(Handler[ProofLockInput, EchoOutput]):
+class ProofLockOutput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    proof_id: UUID
+    content_hash: str
+    device_id: str
+    captured_at: datetime | None = None
+    locked_at: datetime
+    already_locked: bool
+
+
+def proof_id(job_id: UUID, item_index: int) -> UUID:
+    """The id of the proof an item locks: the same for every delivery of the item."""
+    return uuid5(PROOF_NAMESPACE, f"{job_id}/{item_index}")
+
+
+class ProofLockHandler(RegistryBacked, Handler[ProofLockInput, ProofLockOutput]):
     job_type = "proof_lock"
     input_model = ProofLockInput
-    output_model = EchoOutput
+    output_model = ProofLockOutput
 
     def routing_key(self, item: ProofLockInput, *, job_id: UUID, item_index: int) -> str:
         return item.content_hash  # locks of one hash are arbitrated in order
 
-    async def handle(self, item: ProofLockInput) -> EchoOutput:
-        return EchoOutput(echo=item.model_dump(mode="json", exclude_none=True))
+    async def handle(self, item: ProofLockInput, context: ItemContext) -> ProofLockOutput:
+        key = await self.registry.public_key(item.device_id)
+        if key is None:
+            raise PermanentError(
+                "device_not_enrolled", f"device {item.device_id!r} is not enrolled"
+            )
+        signature = base64.b64decode(item.signature)
+        if not await self.registry.verify(key, signature, bytes.fromhex(item.content_hash)):
+            raise PermanentError(
+                "invalid_signature",
+                f"signature does not verify with device {item.device_id!r}'s key "
+                "over the 32 bytes of content_hash",
+            )
+        row = await self.registry.lock(
+            Lock(
+                item.content_hash,
+                proof_id(context.job_id, context.item_index),
+                item.device_id,
+                signature,
+                item.captured_at,
+                context.job_id,
+                context.item_index,
+            )
+        )
+        mine = (row.job_id, row.item_index) == (context.job_id, context.item_index)
+        if not mine and row.device_id != item.device_id:
+            raise PermanentError(
+                "already_locked", f"content_hash is locked by another device ({row.device_id!r})"
+            )
+        return ProofLockOutput(
+            proof_id=row.proof_id,
+            content_hash=row.content_hash,
+            device_id=row.device_id,
+            captured_at=row.captured_at,
+            locked_at=row.locked_at,
+            already_locked=not mine,
+        )

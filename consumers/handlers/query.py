@@ -1,11 +1,15 @@
-"""Bulk proof queries. (Walking skeleton: validates and echoes; lookups come later.)"""
+"""Bulk proof queries: look a proof up by ``content_hash`` or ``proof_id``, or a device by
+``device_id`` (with how many proofs it has locked). Not found is a success, ``found: false``.
+"""
 
+from datetime import datetime
 from typing import Self
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from consumers.handlers.base import Handler
-from consumers.handlers.echo import EchoOutput
+from consumers.handlers.base import Handler, ItemContext
+from consumers.handlers.device_registry import DeviceRow, Lookup, ProofRow, RegistryBacked
 from consumers.handlers.fields import ContentHash, DeviceId
 
 
@@ -13,7 +17,7 @@ class QueryInput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     content_hash: ContentHash | None = None
-    proof_id: str | None = None
+    proof_id: UUID | None = None
     device_id: DeviceId | None = None
 
     @model_validator(mode="after")
@@ -23,11 +27,71 @@ class QueryInput(BaseModel):
             raise ValueError("give exactly one of content_hash, proof_id, device_id")
         return self
 
+    def lookup(self) -> Lookup:
+        if self.content_hash is not None:
+            return Lookup("content_hash", self.content_hash)
+        if self.proof_id is not None:
+            return Lookup("proof_id", str(self.proof_id))
+        return Lookup("device_id", str(self.device_id))
 
-class QueryHandler(Handler[QueryInput, EchoOutput]):
+
+class ProofRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    proof_id: UUID
+    content_hash: str
+    device_id: str
+    captured_at: datetime | None
+    locked_at: datetime
+
+
+class DeviceRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    device_id: str
+    key_fingerprint: str
+    platform: str | None
+    label: str | None
+    enrolled_at: datetime
+    proofs_count: int
+
+
+class QueryOutput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    found: bool
+    proof: ProofRecord | None = None
+    device: DeviceRecord | None = None
+
+
+class QueryHandler(RegistryBacked, Handler[QueryInput, QueryOutput]):
     job_type = "query"
     input_model = QueryInput
-    output_model = EchoOutput
+    output_model = QueryOutput
 
-    async def handle(self, item: QueryInput) -> EchoOutput:
-        return EchoOutput(echo=item.model_dump(mode="json", exclude_none=True))
+    async def handle(self, item: QueryInput, context: ItemContext) -> QueryOutput:
+        row = await self.registry.look_up(item.lookup())
+        if isinstance(row, ProofRow):
+            return QueryOutput(
+                found=True,
+                proof=ProofRecord(
+                    proof_id=row.proof_id,
+                    content_hash=row.content_hash,
+                    device_id=row.device_id,
+                    captured_at=row.captured_at,
+                    locked_at=row.locked_at,
+                ),
+            )
+        if isinstance(row, DeviceRow):
+            return QueryOutput(
+                found=True,
+                device=DeviceRecord(
+                    device_id=row.device_id,
+                    key_fingerprint=row.key_fingerprint,
+                    platform=row.platform,
+                    label=row.label,
+                    enrolled_at=row.enrolled_at,
+                    proofs_count=row.proofs_count,
+                ),
+            )
+        return QueryOutput(found=False)

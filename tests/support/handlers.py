@@ -7,7 +7,7 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict
 
-from consumers.handlers.base import Handler, PermanentError, TransientError
+from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
 
 EXTRA_HANDLERS = "tests.support.handlers:ScriptedHandler"
 
@@ -43,7 +43,7 @@ class ScriptedHandler(Handler[ScriptedInput, ScriptedOutput]):
     def routing_key(self, item: ScriptedInput, *, job_id, item_index) -> str:  # type: ignore[no-untyped-def]
         return item.key or f"{job_id}:{item_index}"
 
-    async def handle(self, item: ScriptedInput) -> ScriptedOutput:
+    async def handle(self, item: ScriptedInput, context: ItemContext) -> ScriptedOutput:
         self.attempts[item.token] += 1
         attempt = self.attempts[item.token]
         if item.sleep_ms:

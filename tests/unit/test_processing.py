@@ -6,7 +6,7 @@ from uuid import uuid4
 import pytest
 from pydantic import BaseModel
 
-from consumers.handlers.base import Handler, PermanentError, TransientError
+from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
 from consumers.processing import RetryPolicy, error_code
 from consumers.processing import process_item as process_to_bytes
 from events.codec import decode
@@ -45,7 +45,7 @@ class Scripted(Handler[In, Out]):
         self.script = list(script)
         self.calls = 0
 
-    async def handle(self, item: In) -> Out:
+    async def handle(self, item: In, context: ItemContext) -> Out:
         self.calls += 1
         if self.script:
             step = self.script.pop(0)
@@ -152,7 +152,7 @@ def test_error_codes_are_brought_within_the_contract(raw, code):
 
 async def test_output_that_breaks_the_output_model_fails_the_item():
     class Liar(Scripted):
-        async def handle(self, item):
+        async def handle(self, item, context):
             return {"doubled": "not a number"}
 
     outcome = await process_item(Liar(), submitted(), FAST)

@@ -1,0 +1,92 @@
+"""Coalesce the requests of concurrently handled items into batches run on a thread.
+
+A handler that needs a database round trip or CPU-bound work per item would otherwise pay
+for it per item on the event loop. A ``MicroBatcher`` gathers what the items in flight ask
+for while the previous batch runs, hands the whole batch to a blocking function on a thread
+of its own (database drivers and ``cryptography`` release the GIL there), and answers each
+item with its own result. One batch is in flight per batcher; items keep their order.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+# A batch function answers each request with its result, or with the exception that fails
+# only that request; an exception it raises fails the whole batch.
+BatchFunction = Callable[[list[Req]], Sequence[Res | BaseException]]
+
+
+class BatcherStopped(Exception):
+    """The batcher was stopped before the request's batch ran."""
+
+
+class MicroBatcher(Generic[Req, Res]):
+    def __init__(self, run_batch: BatchFunction[Req, Res], *, name: str, max_batch: int = 1000):
+        self._run_batch = run_batch
+        self._name = name
+        self._max_batch = max_batch
+        self._pending: list[tuple[Req, asyncio.Future[Res]]] = []
+        self._wake = asyncio.Event()
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
+        self._task = asyncio.create_task(self._loop(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(BatcherStopped(f"{self._name} stopped"))
+        self._pending.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def submit(self, request: Req) -> Res:
+        if self._task is None:
+            raise BatcherStopped(f"{self._name} is not running")
+        future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
+        self._wake.set()
+        return await future
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                live = [(request, future) for request, future in batch if not future.done()]
+                if not live:
+                    continue
+                try:
+                    results = await loop.run_in_executor(
+                        self._executor, self._run_batch, [request for request, _ in live]
+                    )
+                except Exception as exc:
+                    log.warning("%s: a batch of %d failed: %r", self._name, len(live), exc)
+                    for _, future in live:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(live, results, strict=True):
+                    if future.done():
+                        continue  # its item gave up (timeout, shutdown)
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)

@@ -1,0 +1,105 @@
+"""The registry as the handlers use it: async, batched, with a cache of public keys."""
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from consumers.handlers.batching import MicroBatcher
+from consumers.handlers.registry_store import (
+    DeviceRow,
+    Enrollment,
+    Lock,
+    Lookup,
+    ProofRow,
+    RegistryStore,
+)
+from consumers.handlers.signatures import SignatureCheck, verify_all
+from streaming.settings import DatabaseSettings
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Enough for the devices of a large fleet; a key is 32 bytes plus its loaded form.
+PUBLIC_KEY_CACHE_SIZE = 200_000
+
+
+class DeviceRegistry:
+    """Batches every kind of request separately, each on a connection (thread) of its own, so
+    a batch of key lookups never waits behind a batch of locks. A device's key never changes
+    once enrolled (another key is a conflict), so found keys are cached."""
+
+    def __init__(self, database_url: str | None = None):
+        self._database_url = database_url or DatabaseSettings().database_url
+        self._stores: list[RegistryStore] = []
+        self._batchers: list[MicroBatcher[Any, Any]] = []
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self.enroll = self._batched("enroll", lambda store: store.enroll)
+        self._public_keys = self._batched("public-keys", lambda store: store.public_keys)
+        self.lock = self._batched("lock", lambda store: store.lock)
+        self.look_up = self._batched("look-up", lambda store: store.look_up)
+        self._verify: MicroBatcher[SignatureCheck, bool] = MicroBatcher(verify_all, name="verify")
+        self._batchers.append(self._verify)
+
+    def _batched(
+        self, name: str, method: Callable[[RegistryStore], Callable[[list[T]], list[R]]]
+    ) -> Callable[[T], Any]:
+        store = RegistryStore(self._database_url)
+        batcher: MicroBatcher[T, R] = MicroBatcher(method(store), name=f"registry-{name}")
+        self._stores.append(store)
+        self._batchers.append(batcher)
+        return batcher.submit
+
+    def start(self) -> None:
+        for batcher in self._batchers:
+            batcher.start()
+
+    async def stop(self) -> None:
+        for batcher in self._batchers:
+            await batcher.stop()
+        for store in self._stores:
+            store.close()
+
+    async def public_key(self, device_id: str) -> Ed25519PublicKey | None:
+        key = self._keys.get(device_id)
+        if key is None:
+            raw = await self._public_keys(device_id)
+            if raw is None:
+                return None  # not cached: the device may be enrolled any moment
+            key = Ed25519PublicKey.from_public_bytes(raw)
+            if len(self._keys) >= PUBLIC_KEY_CACHE_SIZE:
+                del self._keys[next(iter(self._keys))]
+            self._keys[device_id] = key
+        return key
+
+    async def verify(self, key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+        return await self._verify.submit(SignatureCheck(key, signature, message))
+
+
+__all__ = ["DeviceRegistry", "DeviceRow", "Enrollment", "Lock", "Lookup", "ProofRow"]
+
+
+class RegistryBacked:
+    """For the handlers of the registry: a registry of their own, opened on ``start`` and
+    closed on ``stop``, unless one is given to share (tests, benchmarks). Constructing the
+    handler stays free: the API makes one per request to validate items."""
+
+    def __init__(self, registry: DeviceRegistry | None = None):
+        self._registry = registry
+        self._owns_registry = registry is None
+
+    @property
+    def registry(self) -> DeviceRegistry:
+        if self._registry is None:
+            raise RuntimeError("the handler is not started")
+        return self._registry
+
+    async def start(self) -> None:
+        if self._owns_registry:
+            self._registry = DeviceRegistry()
+            self._registry.start()
+
+    async def stop(self) -> None:
+        if self._owns_registry and self._registry is not None:
+            await self._registry.stop()
+            self._registry = None

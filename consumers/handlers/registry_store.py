@@ -1,0 +1,225 @@
+"""The device and proof registry in PostgreSQL, one batch per call (see ``batching``).
+
+Arbitration is the database's: a device or a content hash has one row, inserted with
+``ON CONFLICT DO NOTHING``; whoever's row is there after the insert has won. A row names the
+item that wrote it, so the same item handled again (a redelivery) recognises its own win.
+Each batch is one transaction committed before any item is answered: an outcome is never
+published for a win that could still be lost.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg2
+import psycopg2.extensions
+from sqlalchemy.engine import make_url
+
+from storage.engine import normalise_url
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    device_id: str
+    public_key: bytes
+    key_fingerprint: str
+    platform: str | None
+    label: str | None
+    job_id: UUID
+    item_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    device_id: str
+    public_key: bytes
+    key_fingerprint: str
+    platform: str | None
+    label: str | None
+    enrolled_at: datetime
+    job_id: UUID
+    item_index: int
+    proofs_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    content_hash: str
+    proof_id: UUID
+    device_id: str
+    signature: bytes
+    captured_at: datetime | None
+    job_id: UUID
+    item_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProofRow:
+    content_hash: str
+    proof_id: UUID
+    device_id: str
+    captured_at: datetime | None
+    locked_at: datetime
+    job_id: UUID
+    item_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a query item asks for: one of ``content_hash``, ``proof_id``, ``device_id``."""
+
+    kind: str
+    value: str
+
+
+ENROLL = """
+INSERT INTO devices (device_id, public_key, key_fingerprint, platform, label, enrolled_at,
+                     job_id, item_index)
+SELECT d, k, f, p, l, now(), j, i
+FROM unnest(%s::text[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::int[])
+     AS t(d, k, f, p, l, j, i)
+ON CONFLICT (device_id) DO NOTHING
+"""
+DEVICE_COLUMNS = (
+    "device_id, public_key, key_fingerprint, platform, label, enrolled_at, job_id, item_index"
+)
+DEVICES = f"SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ANY(%s)"
+DEVICES_WITH_COUNTS = f"""
+SELECT {DEVICE_COLUMNS},
+       (SELECT count(*) FROM proofs p WHERE p.device_id = devices.device_id)
+FROM devices WHERE device_id = ANY(%s)
+"""
+PUBLIC_KEYS = "SELECT device_id, public_key FROM devices WHERE device_id = ANY(%s)"
+LOCK = """
+INSERT INTO proofs (content_hash, proof_id, device_id, signature, captured_at, locked_at,
+                    job_id, item_index)
+SELECT h, pid, d, s, c, now(), j, i
+FROM unnest(%s::text[], %s::uuid[], %s::text[], %s::bytea[], %s::timestamptz[], %s::uuid[],
+            %s::int[]) AS t(h, pid, d, s, c, j, i)
+ON CONFLICT DO NOTHING
+"""
+PROOF_COLUMNS = "content_hash, proof_id, device_id, captured_at, locked_at, job_id, item_index"
+PROOFS_BY_HASH = f"SELECT {PROOF_COLUMNS} FROM proofs WHERE content_hash = ANY(%s)"
+PROOFS_BY_ID = f"SELECT {PROOF_COLUMNS} FROM proofs WHERE proof_id = ANY(%s::uuid[])"
+
+
+def _device(row: tuple[Any, ...]) -> DeviceRow:
+    return DeviceRow(
+        row[0],
+        bytes(row[1]),
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        UUID(str(row[6])),
+        row[7],
+        *(row[8:9] or ()),
+    )
+
+
+def _proof(row: tuple[Any, ...]) -> ProofRow:
+    return ProofRow(row[0], UUID(str(row[1])), row[2], row[3], row[4], UUID(str(row[5])), row[6])
+
+
+class RegistryStore:
+    """One connection, used from one thread; reopened after a connection failure."""
+
+    def __init__(self, database_url: str):
+        url = make_url(normalise_url(database_url)).set(drivername="postgresql")
+        self._dsn = url.render_as_string(hide_password=False)
+        self._conn: Any = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _transaction(self, work):  # type: ignore[no-untyped-def]
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(self._dsn, options="-c timezone=UTC")
+        try:
+            with self._conn.cursor() as cur:
+                result = work(cur)
+            self._conn.commit()
+            return result
+        except psycopg2.Error:
+            self.close()  # rolled back with it; the next batch starts on a new connection
+            raise
+
+    def enroll(self, requests: list[Enrollment]) -> list[DeviceRow]:
+        """Insert what is new; answer each request with the device's row after the insert."""
+
+        def work(cur: Any) -> list[DeviceRow]:
+            cur.execute(
+                ENROLL,
+                (
+                    [r.device_id for r in requests],
+                    [psycopg2.Binary(r.public_key) for r in requests],
+                    [r.key_fingerprint for r in requests],
+                    [r.platform for r in requests],
+                    [r.label for r in requests],
+                    [str(r.job_id) for r in requests],
+                    [r.item_index for r in requests],
+                ),
+            )
+            cur.execute(DEVICES, (list({r.device_id for r in requests}),))
+            rows = {row[0]: _device(row) for row in cur.fetchall()}
+            return [rows[r.device_id] for r in requests]
+
+        result: list[DeviceRow] = self._transaction(work)
+        return result
+
+    def public_keys(self, device_ids: list[str]) -> list[bytes | None]:
+        def work(cur: Any) -> list[bytes | None]:
+            cur.execute(PUBLIC_KEYS, (list(set(device_ids)),))
+            keys = {device_id: bytes(key) for device_id, key in cur.fetchall()}
+            return [keys.get(device_id) for device_id in device_ids]
+
+        result: list[bytes | None] = self._transaction(work)
+        return result
+
+    def lock(self, requests: list[Lock]) -> list[ProofRow]:
+        """Insert the proofs not locked yet; answer each request with the hash's row."""
+
+        def work(cur: Any) -> list[ProofRow]:
+            cur.execute(
+                LOCK,
+                (
+                    [r.content_hash for r in requests],
+                    [str(r.proof_id) for r in requests],
+                    [r.device_id for r in requests],
+                    [psycopg2.Binary(r.signature) for r in requests],
+                    [r.captured_at for r in requests],
+                    [str(r.job_id) for r in requests],
+                    [r.item_index for r in requests],
+                ),
+            )
+            cur.execute(PROOFS_BY_HASH, (list({r.content_hash for r in requests}),))
+            rows = {row[0]: _proof(row) for row in cur.fetchall()}
+            return [rows[r.content_hash] for r in requests]
+
+        result: list[ProofRow] = self._transaction(work)
+        return result
+
+    def look_up(self, lookups: list[Lookup]) -> list[ProofRow | DeviceRow | None]:
+        """Answer each lookup with the proof or device it names, or None."""
+
+        def work(cur: Any) -> list[ProofRow | DeviceRow | None]:
+            wanted: dict[str, list[str]] = {"content_hash": [], "proof_id": [], "device_id": []}
+            for lookup in lookups:
+                wanted[lookup.kind].append(lookup.value)
+            found: dict[tuple[str, str], ProofRow | DeviceRow] = {}
+            if wanted["content_hash"]:
+                cur.execute(PROOFS_BY_HASH, (wanted["content_hash"],))
+                found.update((("content_hash", row[0]), _proof(row)) for row in cur.fetchall())
+            if wanted["proof_id"]:
+                cur.execute(PROOFS_BY_ID, (wanted["proof_id"],))
+                found.update((("proof_id", str(row[1])), _proof(row)) for row in cur.fetchall())
+            if wanted["device_id"]:
+                cur.execute(DEVICES_WITH_COUNTS, (wanted["device_id"],))
+                found.update((("device_id", row[0]), _device(row)) for row in cur.fetchall())
+            return [found.get((lookup.kind, lookup.value)) for lookup in lookups]
+
+        result: list[ProofRow | DeviceRow | None] = self._transaction(work)
+        return result
