@@ -1,3 +1,4 @@
 from batchctl.cli import app
 
-app(prog_name="batchctl")
+if __name__ == "__main__":  # a spawned child process imports this module again
+    app(prog_name="batchctl")

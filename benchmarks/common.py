@@ -2,15 +2,18 @@
 
 import asyncio
 import os
+import subprocess
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from batchctl.dev.services import up
-from streaming.clients import make_producer
+from streaming.clients import connection_options, make_producer
 from streaming.settings import KafkaSettings
 
 
@@ -75,3 +78,35 @@ def machine() -> str:
         "unknown cpu",
     )
     return f"{os.cpu_count()} cores, {cpu}"
+
+
+async def count_outcomes(
+    settings, expected: int, worker: subprocess.Popen
+) -> tuple[float, float, int]:  # type: ignore[no-untyped-def,type-arg]
+    consumer = AIOKafkaConsumer(
+        settings.topics.outcomes,
+        **connection_options(settings),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    seen = 0
+    first = last = 0.0
+    rss = 0.0
+    try:
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            now = time.perf_counter()
+            for records in batch.values():
+                if records and not first:
+                    first = now
+                seen += len(records)
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}")
+            rss = max(rss, peak_rss_mb(worker.pid))
+        last = time.perf_counter()
+    finally:
+        await consumer.stop()
+    return first, last, seen

@@ -20,9 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaConsumer
-
 from benchmarks.common import (
+    count_outcomes,
     fresh_settings,
     machine,
     peak_rss_mb,
@@ -31,42 +30,9 @@ from benchmarks.common import (
 )
 from events.codec import encode
 from events.models import ItemSubmitted
-from streaming.clients import connection_options
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
 NOOP = "consumers.handlers.noop:NoopHandler"
-
-
-async def count_outcomes(
-    settings, expected: int, worker: subprocess.Popen
-) -> tuple[float, float, int]:  # type: ignore[no-untyped-def,type-arg]
-    consumer = AIOKafkaConsumer(
-        settings.topics.outcomes,
-        **connection_options(settings),
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=50,
-    )
-    await consumer.start()
-    seen = 0
-    first = last = 0.0
-    rss = 0.0
-    try:
-        while seen < expected:
-            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            now = time.perf_counter()
-            for records in batch.values():
-                if records and not first:
-                    first = now
-                seen += len(records)
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}")
-            rss = max(rss, peak_rss_mb(worker.pid))
-        last = time.perf_counter()
-    finally:
-        await consumer.stop()
-    return first, last, seen
 
 
 async def main(items: int, concurrency: int) -> dict:  # type: ignore[type-arg]

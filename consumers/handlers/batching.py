@@ -3,14 +3,16 @@
 A handler that needs a database round trip or CPU-bound work per item would otherwise pay
 for it per item on the event loop. A ``MicroBatcher`` gathers what the items in flight ask
 for while the previous batch runs, hands the whole batch to a blocking function on a thread
-of its own (database drivers and ``cryptography`` release the GIL there), and answers each
-item with its own result. One batch is in flight per batcher; items keep their order.
+of its own (database drivers release the GIL there) or in a process of its own (CPU-bound
+work: no GIL to share), and answers each item with its own result. One batch is in flight
+per batcher; items keep their order.
 """
 
 import asyncio
 import logging
+import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -28,20 +30,46 @@ class BatcherStopped(Exception):
 
 
 class MicroBatcher(Generic[Req, Res]):
-    def __init__(self, run_batch: BatchFunction[Req, Res], *, name: str, max_batch: int = 1000):
+    def __init__(
+        self,
+        run_batch: BatchFunction[Req, Res],
+        *,
+        name: str,
+        max_batch: int = 1000,
+        in_process: bool = False,
+    ):
+        """``in_process``: run batches in a child process (``run_batch`` and the requests
+        must then be picklable)."""
         self._run_batch = run_batch
         self._name = name
         self._max_batch = max_batch
+        self._in_process = in_process
         self._pending: list[tuple[Req, asyncio.Future[Res]]] = []
         self._wake = asyncio.Event()
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: Executor | None = None
         self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.requests = 0
+        self.busy_s = 0.0
 
     def start(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
+        if self._in_process:
+            spawn = multiprocessing.get_context("spawn")  # never fork a running event loop
+            self._executor = ProcessPoolExecutor(1, mp_context=spawn)
+        else:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
         self._task = asyncio.create_task(self._loop(), name=self._name)
 
     async def stop(self) -> None:
+        if self.batches:
+            log.info(
+                "%s: %d requests in %d batches (%.0f per batch), busy %.1fs",
+                self._name,
+                self.requests,
+                self.batches,
+                self.requests / self.batches,
+                self.busy_s,
+            )
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -73,6 +101,9 @@ class MicroBatcher(Generic[Req, Res]):
                 live = [(request, future) for request, future in batch if not future.done()]
                 if not live:
                     continue
+                self.batches += 1
+                self.requests += len(live)
+                started = loop.time()
                 try:
                     results = await loop.run_in_executor(
                         self._executor, self._run_batch, [request for request, _ in live]
@@ -83,6 +114,8 @@ class MicroBatcher(Generic[Req, Res]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
+                finally:
+                    self.busy_s += loop.time() - started
                 for (_, future), result in zip(live, results, strict=True):
                     if future.done():
                         continue  # its item gave up (timeout, shutdown)

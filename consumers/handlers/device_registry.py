@@ -3,8 +3,6 @@
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from consumers.handlers.batching import MicroBatcher
 from consumers.handlers.registry_store import (
     DeviceRow,
@@ -20,25 +18,29 @@ from streaming.settings import DatabaseSettings
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Enough for the devices of a large fleet; a key is 32 bytes plus its loaded form.
-PUBLIC_KEY_CACHE_SIZE = 200_000
+# Enough for the devices of a large fleet: a key is 32 bytes.
+PUBLIC_KEY_CACHE_SIZE = 1_000_000
 
 
 class DeviceRegistry:
     """Batches every kind of request separately, each on a connection (thread) of its own, so
-    a batch of key lookups never waits behind a batch of locks. A device's key never changes
-    once enrolled (another key is a conflict), so found keys are cached."""
+    a batch of key lookups never waits behind a batch of locks. Signatures are verified in a
+    process of its own: verification is CPU-bound, and beside the event loop's thread it would
+    spend much of its time waiting for the GIL. A device's key never changes once enrolled
+    (another key is a conflict), so found keys are cached."""
 
-    def __init__(self, database_url: str | None = None):
+    def __init__(self, database_url: str | None = None, *, verify_in_process: bool = True):
         self._database_url = database_url or DatabaseSettings().database_url
         self._stores: list[RegistryStore] = []
         self._batchers: list[MicroBatcher[Any, Any]] = []
-        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._keys: dict[str, bytes] = {}
         self.enroll = self._batched("enroll", lambda store: store.enroll)
         self._public_keys = self._batched("public-keys", lambda store: store.public_keys)
         self.lock = self._batched("lock", lambda store: store.lock)
         self.look_up = self._batched("look-up", lambda store: store.look_up)
-        self._verify: MicroBatcher[SignatureCheck, bool] = MicroBatcher(verify_all, name="verify")
+        self._verify: MicroBatcher[SignatureCheck, bool] = MicroBatcher(
+            verify_all, name="verify", in_process=verify_in_process
+        )
         self._batchers.append(self._verify)
 
     def _batched(
@@ -60,19 +62,18 @@ class DeviceRegistry:
         for store in self._stores:
             store.close()
 
-    async def public_key(self, device_id: str) -> Ed25519PublicKey | None:
+    async def public_key(self, device_id: str) -> bytes | None:
         key = self._keys.get(device_id)
         if key is None:
-            raw = await self._public_keys(device_id)
-            if raw is None:
+            key = await self._public_keys(device_id)
+            if key is None:
                 return None  # not cached: the device may be enrolled any moment
-            key = Ed25519PublicKey.from_public_bytes(raw)
             if len(self._keys) >= PUBLIC_KEY_CACHE_SIZE:
                 del self._keys[next(iter(self._keys))]
             self._keys[device_id] = key
         return key
 
-    async def verify(self, key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    async def verify(self, key: bytes, signature: bytes, message: bytes) -> bool:
         return await self._verify.submit(SignatureCheck(key, signature, message))
 
 

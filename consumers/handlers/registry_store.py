@@ -13,7 +13,6 @@ from typing import Any
 from uuid import UUID
 
 import psycopg2
-import psycopg2.extensions
 from sqlalchemy.engine import make_url
 
 from storage.engine import normalise_url
@@ -73,13 +72,16 @@ class Lookup:
     value: str
 
 
+# Bytes travel as hex text (cheaper to adapt than bytea literals); rows this item wrote are
+# answered from RETURNING and the request, without reading them back.
 ENROLL = """
 INSERT INTO devices (device_id, public_key, key_fingerprint, platform, label, enrolled_at,
                      job_id, item_index)
-SELECT d, k, f, p, l, now(), j, i
-FROM unnest(%s::text[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::int[])
+SELECT d, decode(k, 'hex'), f, p, l, now(), j, i
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::int[])
      AS t(d, k, f, p, l, j, i)
 ON CONFLICT (device_id) DO NOTHING
+RETURNING device_id, job_id::text, item_index, enrolled_at
 """
 DEVICE_COLUMNS = (
     "device_id, public_key, key_fingerprint, platform, label, enrolled_at, job_id, item_index"
@@ -94,10 +96,11 @@ PUBLIC_KEYS = "SELECT device_id, public_key FROM devices WHERE device_id = ANY(%
 LOCK = """
 INSERT INTO proofs (content_hash, proof_id, device_id, signature, captured_at, locked_at,
                     job_id, item_index)
-SELECT h, pid, d, s, c, now(), j, i
-FROM unnest(%s::text[], %s::uuid[], %s::text[], %s::bytea[], %s::timestamptz[], %s::uuid[],
+SELECT h, pid, d, decode(s, 'hex'), c, now(), j, i
+FROM unnest(%s::text[], %s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::uuid[],
             %s::int[]) AS t(h, pid, d, s, c, j, i)
 ON CONFLICT DO NOTHING
+RETURNING content_hash, job_id::text, item_index, locked_at
 """
 PROOF_COLUMNS = "content_hash, proof_id, device_id, captured_at, locked_at, job_id, item_index"
 PROOFS_BY_HASH = f"SELECT {PROOF_COLUMNS} FROM proofs WHERE content_hash = ANY(%s)"
@@ -155,7 +158,7 @@ class RegistryStore:
                 ENROLL,
                 (
                     [r.device_id for r in requests],
-                    [psycopg2.Binary(r.public_key) for r in requests],
+                    [r.public_key.hex() for r in requests],
                     [r.key_fingerprint for r in requests],
                     [r.platform for r in requests],
                     [r.label for r in requests],
@@ -163,9 +166,31 @@ class RegistryStore:
                     [r.item_index for r in requests],
                 ),
             )
-            cur.execute(DEVICES, (list({r.device_id for r in requests}),))
-            rows = {row[0]: _device(row) for row in cur.fetchall()}
-            return [rows[r.device_id] for r in requests]
+            written = {row[0]: row[1:] for row in cur.fetchall()}
+            answers: list[DeviceRow | None] = []
+            for r in requests:
+                row = written.get(r.device_id)
+                if row is not None and (row[0], row[1]) == (str(r.job_id), r.item_index):
+                    answers.append(
+                        DeviceRow(
+                            r.device_id,
+                            r.public_key,
+                            r.key_fingerprint,
+                            r.platform,
+                            r.label,
+                            row[2],
+                            r.job_id,
+                            r.item_index,
+                        )
+                    )
+                else:
+                    answers.append(None)
+            others = {r.device_id for r, a in zip(requests, answers, strict=True) if a is None}
+            if others:
+                cur.execute(DEVICES, (list(others),))
+                rows = {row[0]: _device(row) for row in cur.fetchall()}
+                answers = [a or rows[r.device_id] for r, a in zip(requests, answers, strict=True)]
+            return answers  # type: ignore[return-value]
 
         result: list[DeviceRow] = self._transaction(work)
         return result
@@ -189,15 +214,38 @@ class RegistryStore:
                     [r.content_hash for r in requests],
                     [str(r.proof_id) for r in requests],
                     [r.device_id for r in requests],
-                    [psycopg2.Binary(r.signature) for r in requests],
+                    [r.signature.hex() for r in requests],
                     [r.captured_at for r in requests],
                     [str(r.job_id) for r in requests],
                     [r.item_index for r in requests],
                 ),
             )
-            cur.execute(PROOFS_BY_HASH, (list({r.content_hash for r in requests}),))
-            rows = {row[0]: _proof(row) for row in cur.fetchall()}
-            return [rows[r.content_hash] for r in requests]
+            written = {row[0]: row[1:] for row in cur.fetchall()}
+            answers: list[ProofRow | None] = []
+            for r in requests:
+                row = written.get(r.content_hash)
+                if row is not None and (row[0], row[1]) == (str(r.job_id), r.item_index):
+                    answers.append(
+                        ProofRow(
+                            r.content_hash,
+                            r.proof_id,
+                            r.device_id,
+                            r.captured_at,
+                            row[2],
+                            r.job_id,
+                            r.item_index,
+                        )
+                    )
+                else:
+                    answers.append(None)
+            others = {r.content_hash for r, a in zip(requests, answers, strict=True) if a is None}
+            if others:
+                cur.execute(PROOFS_BY_HASH, (list(others),))
+                rows = {row[0]: _proof(row) for row in cur.fetchall()}
+                answers = [
+                    a or rows[r.content_hash] for r, a in zip(requests, answers, strict=True)
+                ]
+            return answers  # type: ignore[return-value]
 
         result: list[ProofRow] = self._transaction(work)
         return result
