@@ -106,10 +106,21 @@ def projector() -> None:
 
 @app.command()
 def run(port: Annotated[int | None, typer.Option(help="API port")] = None) -> None:
-    """Run the API, one worker per job type and the projector, supervised."""
+    """Run the API, one worker per job type and the projector, supervised. Creates the
+    topics that are missing first (a job type installed since the last run has none yet)."""
+    from aiokafka.errors import KafkaError
+
     from batchctl.supervisor import Supervisor, stack_parts
     from consumers.registry import job_types
+    from streaming.settings import KafkaSettings
+    from streaming.topics_admin import create_topics
 
+    try:
+        created = asyncio.run(create_topics(KafkaSettings(), job_types()))
+    except KafkaError as exc:
+        raise _fail(f"Kafka is not reachable to create the topics: {exc!r}") from None
+    if created:
+        console.print(f"created topics: {', '.join(created)}")
     parts = stack_parts(job_types(), port)
     console.print(f"running {', '.join(p.name for p in parts)} (Ctrl-C stops all)")
     Supervisor(parts).run_forever()

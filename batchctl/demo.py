@@ -7,9 +7,12 @@ import hashlib
 import os
 import tempfile
 import time
+import uuid
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from rich.console import Console
 from rich.table import Table
 
@@ -23,26 +26,51 @@ class DemoFailed(Exception):
     """The demo could not complete; the message says where to look."""
 
 
-def sample_items(job_type: str, count: int) -> list[dict[str, Any]]:
-    """Well-formed sample inputs for the built-in job types."""
-    items: list[dict[str, Any]] = []
-    for i in range(count):
-        digest = hashlib.sha256(f"capture {i}".encode()).hexdigest()
+class SampleDevices:
+    """Devices with real Ed25519 keys, and sample items of the built-in job types for them.
+    Ids and contents are new on every run: the registry keeps what earlier runs enrolled."""
+
+    def __init__(self, count: int):
+        run = uuid.uuid4().hex[:8]
+        self.ids = [f"demo-{run}-{i:04d}" for i in range(count)]
+        self.keys = [Ed25519PrivateKey.generate() for _ in range(count)]
+        self.hashes = [
+            hashlib.sha256(f"{run} capture {i}".encode()).hexdigest() for i in range(count)
+        ]
+
+    def items(self, job_type: str) -> list[dict[str, Any]]:
         if job_type == "enrollment":
-            key = base64.b64encode(hashlib.sha256(f"device {i}".encode()).digest()).decode()
-            items.append({"device_id": f"device-{i:04d}", "public_key": key, "platform": "android"})
-        elif job_type == "proof_lock":
-            signature = base64.b64encode(hashlib.sha512(digest.encode()).digest()).decode()
-            items.append(
+            return [
+                {"device_id": device_id, "public_key": _b64(_raw(key)), "platform": "android"}
+                for device_id, key in zip(self.ids, self.keys, strict=True)
+            ]
+        if job_type == "proof_lock":
+            return [
                 {
-                    "device_id": f"device-{i % 10:04d}",
+                    "device_id": device_id,
                     "content_hash": digest,
-                    "signature": signature,
+                    "signature": _b64(key.sign(bytes.fromhex(digest))),
                 }
-            )
-        elif job_type == "query":
-            items.append({"content_hash": digest})
-    return items
+                for device_id, key, digest in zip(self.ids, self.keys, self.hashes, strict=True)
+            ]
+        if job_type == "query":
+            half = len(self.ids) // 2
+            return [{"content_hash": h} for h in self.hashes[:half]] + [
+                {"device_id": device_id} for device_id in self.ids[half:]
+            ]
+        return []
+
+
+# In this order: proofs are locked by enrolled devices, then looked up.
+SAMPLE_JOB_TYPES = ("enrollment", "proof_lock", "query")
+
+
+def _raw(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 def _wait_ready(client: httpx.Client, timeout_s: float = 60) -> None:
@@ -127,12 +155,14 @@ def _submit_samples(
     console.rule("sample batches")
     started = time.monotonic()
     submitted: dict[str, str] = {}
-    for job_type in job_types:
+    devices = SampleDevices(items_per_job)
+    jobs: dict[str, dict[str, Any]] = {}
+    for job_type in (t for t in SAMPLE_JOB_TYPES if t in job_types):
         response = client.post(
             "/batch/jobs",
             json={
                 "job_type": job_type,
-                "items": sample_items(job_type, items_per_job),
+                "items": devices.items(job_type),
                 "metadata": {"source": "batchctl demo"},
             },
         )
@@ -146,10 +176,10 @@ def _submit_samples(
             f"submitted {job_type}: {body['total_items']} items -> "
             f"job {body['batch_job_id']} ({response.status_code})"
         )
-    jobs = _wait_finished(client, list(submitted), timeout_s=120)
+        jobs |= _wait_finished(client, [body["batch_job_id"]], timeout_s=120)
     elapsed = time.monotonic() - started
-    first = next(iter(submitted))
-    sample = client.get(f"/batch/jobs/{first}/items", params={"limit": 1}).json()
+    last = list(submitted)[-1]
+    sample = client.get(f"/batch/jobs/{last}/items", params={"limit": 1}).json()
     return submitted, jobs, elapsed, sample["items"][0]
 
 
@@ -185,4 +215,4 @@ def _show(
             f"{result.get('avg_item_time_ms', 0):.3f}",
         )
     console.print(table)
-    console.print("first item of the first job:", sample_item)
+    console.print("first item of the last job:", sample_item)

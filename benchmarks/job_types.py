@@ -162,7 +162,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=20_000)
     parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--concurrency", type=int, default=2048)
     args = parser.parse_args()
     local_services()
     started = time.perf_counter()

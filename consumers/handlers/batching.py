@@ -56,6 +56,7 @@ class MicroBatcher(Generic[Req, Res]):
         if self._in_process:
             spawn = multiprocessing.get_context("spawn")  # never fork a running event loop
             self._executor = ProcessPoolExecutor(1, mp_context=spawn)
+            self._executor.submit(self._run_batch, [])  # spawn it now, not in an item's time
         else:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
         self._task = asyncio.create_task(self._loop(), name=self._name)
