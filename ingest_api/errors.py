@@ -4,8 +4,38 @@ import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a stable code, a message for people, and details by error
+    (``invalid_items``, ``known_job_types``, ``errors`` ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+    detail: str
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# The error responses of the job endpoints, in the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _documented("no valid API key"),
+    404: _documented("no such job, or not yours"),
+    409: _documented("the job's state does not allow it"),
+    413: _documented("over a size limit"),
+    415: _documented("not JSON or NDJSON"),
+    422: _documented("the request or its items are invalid"),
+    429: _documented("over the API key's rate limit; see Retry-After"),
+    503: _documented("Kafka or PostgreSQL unavailable; see Retry-After"),
+}
 
 
 class ApiError(Exception):
@@ -91,7 +121,27 @@ class PublishFailed(ApiError):
     code = "publish_failed"
 
 
+def _first_problem(errors: list[dict[str, Any]]) -> str:
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "request"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors())
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": "invalid_request",
+                "detail": _first_problem(errors),
+                "errors": errors,
+            },
+        )
+
     @app.exception_handler(SQLAlchemyOperationalError)
     async def _database_down(request: Request, exc: SQLAlchemyOperationalError) -> JSONResponse:
         return JSONResponse(

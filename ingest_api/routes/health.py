@@ -5,11 +5,18 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import Engine, text
 
 router = APIRouter(tags=["health"])
 
 CHECK_TIMEOUT_S = 2.0
+
+
+class Readiness(BaseModel):
+    status: str
+    postgres: str
+    kafka: str
 
 
 @router.get("/healthz")
@@ -22,7 +29,11 @@ def _ping_postgres(engine: Engine) -> None:
         conn.execute(text("SELECT 1"))
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Kafka or PostgreSQL does not answer", "model": Readiness}},
+    response_model=Readiness,
+)
 async def readyz(request: Request) -> JSONResponse:
     checks = {"postgres": "ok", "kafka": "ok"}
     try:

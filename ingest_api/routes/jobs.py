@@ -19,6 +19,7 @@ from ingest_api import acceptance, queries
 from ingest_api.acceptance import request_hash
 from ingest_api.deps import CurrentUser, PublisherDep, SessionDep, SettingsDep
 from ingest_api.errors import (
+    ERROR_RESPONSES,
     IdempotencyConflict,
     InvalidBatch,
     JobAlreadyFinished,
@@ -51,7 +52,7 @@ from ingest_api.submission import (
 from ingest_api.upload import spool_ndjson
 from storage.tables import FINAL_JOB_STATUSES, AcceptedJob
 
-router = APIRouter(prefix="/batch/jobs", tags=["jobs"])
+router = APIRouter(prefix="/batch/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 T = TypeVar("T")
 
 ItemStatus = Literal["pending", "success", "failed", "cancelled"]
