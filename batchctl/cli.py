@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from batchctl import logs
+from batchctl import logs, user_cli
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,6 +28,16 @@ app.add_typer(keys_app, name="keys")
 
 console = Console()
 err = Console(stderr=True)
+
+for command in (
+    user_cli.submit,
+    user_cli.jobs,
+    user_cli.status,
+    user_cli.items,
+    user_cli.cancel,
+    user_cli.retry,
+):
+    app.command(rich_help_panel="Jobs (through the REST API)")(command)
 
 
 def _fail(message: str) -> typer.Exit:

@@ -9,8 +9,11 @@ per batcher; items keep their order.
 """
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -23,6 +26,21 @@ Res = TypeVar("Res")
 # A batch function answers each request with its result, or with the exception that fails
 # only that request; an exception it raises fails the whole batch.
 BatchFunction = Callable[[list[Req]], Sequence[Res | BaseException]]
+
+
+def _die_with_parent() -> None:
+    """In a batch process: end when the process that started it ends, even by SIGKILL
+    (Linux); an orphan would keep running, and keep its parent's pipes open."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass  # not Linux: the child still ends when its call queue closes
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 class BatcherStopped(Exception):
@@ -55,7 +73,7 @@ class MicroBatcher(Generic[Req, Res]):
     def start(self) -> None:
         if self._in_process:
             spawn = multiprocessing.get_context("spawn")  # never fork a running event loop
-            self._executor = ProcessPoolExecutor(1, mp_context=spawn)
+            self._executor = ProcessPoolExecutor(1, mp_context=spawn, initializer=_die_with_parent)
             self._executor.submit(self._run_batch, [])  # spawn it now, not in an item's time
         else:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)

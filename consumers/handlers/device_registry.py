@@ -1,7 +1,7 @@
 """The registry as the handlers use it: async, batched, with a cache of public keys."""
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from consumers.handlers.batching import MicroBatcher
 from consumers.handlers.registry_store import (
@@ -29,7 +29,14 @@ class DeviceRegistry:
     spend much of its time waiting for the GIL. A device's key never changes once enrolled
     (another key is a conflict), so found keys are cached."""
 
-    def __init__(self, database_url: str | None = None, *, verify_in_process: bool = True):
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        verifies: bool = True,
+        verify_in_process: bool = True,
+    ):
+        """``verifies``: whether signatures are verified here (a process is started for it)."""
         self._database_url = database_url or DatabaseSettings().database_url
         self._stores: list[RegistryStore] = []
         self._batchers: list[MicroBatcher[Any, Any]] = []
@@ -38,10 +45,10 @@ class DeviceRegistry:
         self._public_keys = self._batched("public-keys", lambda store: store.public_keys)
         self.lock = self._batched("lock", lambda store: store.lock)
         self.look_up = self._batched("look-up", lambda store: store.look_up)
-        self._verify: MicroBatcher[SignatureCheck, bool] = MicroBatcher(
-            verify_all, name="verify", in_process=verify_in_process
-        )
-        self._batchers.append(self._verify)
+        self._verify: MicroBatcher[SignatureCheck, bool] | None = None
+        if verifies:
+            self._verify = MicroBatcher(verify_all, name="verify", in_process=verify_in_process)
+            self._batchers.append(self._verify)
 
     def _batched(
         self, name: str, method: Callable[[RegistryStore], Callable[[list[T]], list[R]]]
@@ -74,6 +81,8 @@ class DeviceRegistry:
         return key
 
     async def verify(self, key: bytes, signature: bytes, message: bytes) -> bool:
+        if self._verify is None:
+            raise RuntimeError("this registry was made without verification (verifies=False)")
         return await self._verify.submit(SignatureCheck(key, signature, message))
 
 
@@ -84,6 +93,8 @@ class RegistryBacked:
     """For the handlers of the registry: a registry of their own, opened on ``start`` and
     closed on ``stop``, unless one is given to share (tests, benchmarks). Constructing the
     handler stays free: the API makes one per request to validate items."""
+
+    verifies_signatures: ClassVar[bool] = False
 
     def __init__(self, registry: DeviceRegistry | None = None):
         self._registry = registry
@@ -97,7 +108,7 @@ class RegistryBacked:
 
     async def start(self) -> None:
         if self._owns_registry:
-            self._registry = DeviceRegistry()
+            self._registry = DeviceRegistry(verifies=self.verifies_signatures)
             self._registry.start()
 
     async def stop(self) -> None:

@@ -54,6 +54,7 @@ class ProofLockHandler(RegistryBacked, Handler[ProofLockInput, ProofLockOutput])
     job_type = "proof_lock"
     input_model = ProofLockInput
     output_model = ProofLockOutput
+    verifies_signatures = True
 
     def routing_key(self, item: ProofLockInput, *, job_id: UUID, item_index: int) -> str:
         return item.content_hash  # locks of one hash are arbitrated in order
