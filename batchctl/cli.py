@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,13 +22,15 @@ dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and PostgreSQL, wi
 db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+schema_app = typer.Typer(no_args_is_help=True, help="Event contracts for direct publishers.")
 app.add_typer(dev_app, name="dev")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
+app.add_typer(schema_app, name="schema")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per error, however narrow
 
 for command in (
     user_cli.submit,
@@ -115,7 +118,16 @@ def projector() -> None:
 
 
 @app.command()
-def run(port: Annotated[int | None, typer.Option(help="API port")] = None) -> None:
+def run(
+    port: Annotated[int | None, typer.Option(help="API port")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Prometheus metrics: the projector on this port, the workers on the next "
+            "ones (the API serves /metrics on its own port)"
+        ),
+    ] = 9400,
+) -> None:
     """Run the API, one worker per job type and the projector, supervised. Creates the
     topics that are missing first (a job type installed since the last run has none yet)."""
     from aiokafka.errors import KafkaError
@@ -131,8 +143,14 @@ def run(port: Annotated[int | None, typer.Option(help="API port")] = None) -> No
         raise _fail(f"Kafka is not reachable to create the topics: {exc!r}") from None
     if created:
         console.print(f"created topics: {', '.join(created)}")
-    parts = stack_parts(job_types(), port)
+    parts = stack_parts(job_types(), port, metrics_port)
     console.print(f"running {', '.join(p.name for p in parts)} (Ctrl-C stops all)")
+    if metrics_port:
+        console.print(
+            "metrics: "
+            + ", ".join(f"{p.name} :{p.env['METRICS_PORT']}" for p in parts if p.env)
+            + ", api /metrics"
+        )
     Supervisor(parts).run_forever()
 
 
@@ -313,3 +331,28 @@ def keys_revoke(key_id: uuid.UUID) -> None:
         if not revoke_key(session, key_id=key_id):
             raise _fail(f"no active key {key_id}")
     console.print(f"revoked {key_id}")
+
+
+# --- contracts -----------------------------------------------------------------------------
+
+
+@schema_app.command("export")
+def schema_export(
+    directory: Annotated[Path, typer.Argument(help="where to write the files")] = Path("schemas"),
+) -> None:
+    """Write JSON Schema files: events/<EventType>.json for every event, and
+    inputs/<job_type>.json for the ``input`` of each job type's ItemSubmitted."""
+    import orjson
+
+    from consumers.registry import handler_classes
+    from events.schemas import event_schemas, input_schemas
+
+    inputs = {name: cls.input_model for name, cls in handler_classes().items()}
+    written = []
+    for folder, documents in (("events", event_schemas()), ("inputs", input_schemas(inputs))):
+        (directory / folder).mkdir(parents=True, exist_ok=True)
+        for name, document in documents.items():
+            path = directory / folder / f"{name}.json"
+            path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+            written.append(path)
+    console.print(f"wrote {len(written)} JSON Schema files under {directory}/")

@@ -18,6 +18,7 @@ console = Console(stderr=True)
 class Part:
     name: str
     args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -52,7 +53,7 @@ class Supervisor:
         out = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         part.process = subprocess.Popen(
             part.args,
-            env=self.env,
+            env={**self.env, **part.env},
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,
@@ -118,10 +119,21 @@ class Supervisor:
             self.stop_all()
 
 
-def stack_parts(job_types: list[str], api_port: int | None = None) -> list[Part]:
+def stack_parts(
+    job_types: list[str], api_port: int | None = None, metrics_port: int | None = None
+) -> list[Part]:
+    """The API, the projector and a worker per job type. ``metrics_port``: the projector's
+    metrics port, the workers' the ones after it (the API serves /metrics itself)."""
     api_args = ["api"] + (["--port", str(api_port)] if api_port else [])
+
+    def metrics(offset: int) -> dict[str, str]:
+        return {"METRICS_PORT": str(metrics_port + offset)} if metrics_port else {}
+
     return [
         Part("api", batchctl_command(*api_args)),
-        Part("projector", batchctl_command("projector")),
-        *(Part(f"worker:{t}", batchctl_command("worker", "--job-type", t)) for t in job_types),
+        Part("projector", batchctl_command("projector"), metrics(0)),
+        *(
+            Part(f"worker:{t}", batchctl_command("worker", "--job-type", t), metrics(1 + n))
+            for n, t in enumerate(job_types)
+        ),
     ]

@@ -16,7 +16,7 @@ from batchctl.api_client import ApiClient, ClientError
 from batchctl.item_files import UnreadableFile, read_items
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per error, however narrow
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
 

@@ -15,6 +15,7 @@ from consumers.registry import handler_class
 from consumers.settings import WorkerSettings
 from consumers.worker import ReleaseOnRevoke, Worker
 from storage.engine import make_engine
+from streaming import metrics
 from streaming.batch_sender import BatchSender, DeliveryFailed
 from streaming.clients import make_consumer, make_producer
 
@@ -26,6 +27,7 @@ async def run_worker(
 ) -> None:
     handler = handler_class(job_type)()
     stop = stop or _stop_on_signals()
+    metrics.serve(settings.metrics_port)
     engine = make_engine(settings.database_url, pool_size=1)
     await handler.start()
     try:
@@ -74,7 +76,11 @@ async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Even
             settings.group_id(handler.job_type),
             settings.worker_concurrency,
         )
-        await worker.run(stop)
+        lag = asyncio.create_task(metrics.track_lag(consumer, settings.group_id(handler.job_type)))
+        try:
+            await worker.run(stop)
+        finally:
+            lag.cancel()
     finally:
         await consumer.stop()  # leaves the group: the partitions move on at once
         await cancellations.stop()

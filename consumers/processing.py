@@ -7,6 +7,7 @@ error codes and messages are brought within the contract.
 """
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -21,6 +22,7 @@ from consumers.deadlines import Deadlines, current_task
 from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
 from events import outcome_wire
 from events.models import ItemSubmitted
+from streaming.metrics import JobTypeSeries
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,9 @@ async def _call(
     return result
 
 
+_series = functools.cache(JobTypeSeries.of)
+
+
 async def process_item(
     handler: Handler,  # type: ignore[type-arg]
     event: ItemSubmitted,
@@ -118,6 +123,7 @@ async def process_item(
     deadlines: Deadlines | None = None,
 ) -> Outcome:
     job_id, index = event.job_id, event.item_index
+    series = _series(handler.job_type)
     try:
         item = handler.input_model.model_validate(event.input)
     except ValidationError as exc:
@@ -132,6 +138,7 @@ async def process_item(
             result = await _call(handler, item, context, deadlines)
             output = _output(handler, result)
             spent_ms += (time.perf_counter() - started) * 1000
+            series.handler_seconds.observe(spent_ms / 1000)
             return Outcome(
                 "ItemSucceeded",
                 outcome_wire.succeeded(
@@ -140,12 +147,15 @@ async def process_item(
             )
         except PermanentError as exc:
             spent_ms += (time.perf_counter() - started) * 1000
+            series.handler_seconds.observe(spent_ms / 1000)
             return failed(job_id, index, exc.code, exc.message, attempt, spent_ms)
         except Exception as exc:  # transient, timeout, bad output or a bug: retried
             spent_ms += (time.perf_counter() - started) * 1000
             code, message = _transient(exc, handler.timeout_s)
             if attempt >= policy.max_attempts:
+                series.handler_seconds.observe(spent_ms / 1000)
                 return failed(job_id, index, code, message, attempt, spent_ms)
+            series.retries.inc()
             log.info("item %s/%s attempt %d failed (%s); retrying", job_id, index, attempt, code)
             await asyncio.sleep(policy.delay(attempt))
 

@@ -2,10 +2,10 @@
 
 from pydantic import Field
 
-from streaming.settings import DatabaseSettings, KafkaSettings
+from streaming.settings import DatabaseSettings, KafkaSettings, MetricsSettings
 
 
-class WorkerSettings(KafkaSettings, DatabaseSettings):
+class WorkerSettings(KafkaSettings, DatabaseSettings, MetricsSettings):
     """Environment: the Kafka variables, plus ``WORKER_CONCURRENCY`` (items in flight per
     process), ``WORKER_MAX_ATTEMPTS``, ``WORKER_BACKOFF_BASE_S``, ``WORKER_BACKOFF_MAX_S``,
     ``WORKER_MAX_BATCH`` (records per poll), ``WORKER_MAX_EVENT_BYTES``,

@@ -37,6 +37,7 @@ from consumers.settings import WorkerSettings
 from events.codec import EventDecodeError, decode_expecting
 from events.models import ItemSubmitted
 from streaming.batch_sender import BatchSender
+from streaming.metrics import DEAD_LETTERED, JobTypeSeries
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Worker:
         self.offsets: dict[TopicPartition, PartitionOffsets] = {}
         self.revoked: set[TopicPartition] = set()
         self.counts: Counter[str] = Counter()
+        self.series = JobTypeSeries.of(handler.job_type)
         self.dispatcher: KeyedDispatcher[Work] = KeyedDispatcher(
             self._process,
             concurrency=settings.worker_concurrency,
@@ -217,10 +219,12 @@ class Worker:
 
     async def _emit(self, job_id: UUID, outcome: Outcome, ack: Any) -> None:
         self.counts[outcome.event_type] += 1
+        self.series.outcome(outcome.event_type).inc()
         await self.sink.append(self.outcomes_topic, _job_key(job_id), outcome.value, ack)
 
     async def _dead_letter(self, record: Record, reason: str, message: str, ack: Any) -> None:
         self.counts["dead_lettered"] += 1
+        DEAD_LETTERED.labels(self.handler.job_type, reason).inc()
         log.warning(
             "dead-lettering %s[%d]@%d: %s: %s",
             record.topic,

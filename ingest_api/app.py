@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
+from ingest_api import metrics
 from ingest_api.errors import install_error_handlers
+from ingest_api.metrics import MetricsMiddleware
 from ingest_api.publisher import EventPublisher, KafkaEventPublisher
 from ingest_api.rate_limit import RateLimiter
 from ingest_api.routes import health, jobs
@@ -53,8 +55,10 @@ def create_app(
 
     app = FastAPI(title="Archive Origin batch operations", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware)
     app.include_router(jobs.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app
 
 

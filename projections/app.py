@@ -22,6 +22,7 @@ from projections.projector import Projector
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionSwitched, ProjectionWriter
 from storage.engine import make_engine
+from streaming import metrics
 from streaming.clients import make_consumer
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event | None 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+    metrics.serve(settings.metrics_port)
     backoff = 0.5
     while not stop.is_set():
         try:
@@ -103,9 +105,11 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
             settings.projection_name,
             settings.topics.projected_pattern(),
         )
+        lag = asyncio.create_task(metrics.track_lag(consumer, settings.group_id()))
         try:
             await projector.run(stop)
         finally:
+            lag.cancel()
             await consumer.stop()
             log.info("projector session ended after %d events", projector.counts["events"])
     finally:

@@ -8,6 +8,7 @@ and the worker that consumes the same items dead-letters them.
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -19,6 +20,7 @@ from events.models import Event, ItemSubmitted, ItemSucceeded, JobSubmitted
 from projections.fold import Changes
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionWriter
+from streaming.metrics import PROJECTOR_BATCH, PROJECTOR_EVENTS, PROJECTOR_WRITE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,11 @@ class Projector:
         return changes
 
     async def _write(self, changes: Changes) -> None:
+        started = time.perf_counter()
         await asyncio.to_thread(self.writer.write, changes)
+        PROJECTOR_WRITE_SECONDS.observe(time.perf_counter() - started)
+        PROJECTOR_BATCH.observe(changes.events)
+        PROJECTOR_EVENTS.inc(changes.events)
         self.counts["events"] += changes.events
         try:  # informational only: the positions that count are in PostgreSQL
             await self.consumer.commit(

@@ -2,10 +2,10 @@
 
 from pydantic import Field
 
-from streaming.settings import DatabaseSettings, KafkaSettings
+from streaming.settings import DatabaseSettings, KafkaSettings, MetricsSettings
 
 
-class ProjectorSettings(KafkaSettings, DatabaseSettings):
+class ProjectorSettings(KafkaSettings, DatabaseSettings, MetricsSettings):
     """Environment: the Kafka variables, ``DATABASE_URL``, ``PROJECTION_NAME`` (default
     ``main``; a replay into fresh tables uses another), ``PROJECTOR_MAX_BATCH`` (events per
     transaction), ``PROJECTOR_MAX_EVENT_BYTES``."""

@@ -29,6 +29,7 @@ from ingest_api.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
+from ingest_api.metrics import ITEMS_ACCEPTED
 from ingest_api.progress import progress_events
 from ingest_api.publisher import EventPublisher, Outgoing, PublishError
 from ingest_api.schemas import (
@@ -278,6 +279,7 @@ async def _publish(
     except PublishError as exc:
         raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
     await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
+    ITEMS_ACCEPTED.labels(handler.job_type).inc(accepted.total_items)
 
 
 def _accepted(accepted: AcceptedJob, retry_of: UUID | None = None) -> JobAccepted:
