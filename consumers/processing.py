@@ -156,7 +156,14 @@ async def process_item(
                 series.handler_seconds.observe(spent_ms / 1000)
                 return failed(job_id, index, code, message, attempt, spent_ms)
             series.retries.inc()
-            log.info("item %s/%s attempt %d failed (%s); retrying", job_id, index, attempt, code)
+            log.info(
+                "item %s/%s attempt %d failed (%s); retrying",
+                job_id,
+                index,
+                attempt,
+                code,
+                extra={"job_id": str(job_id), "item_index": index, "error_code": code},
+            )
             await asyncio.sleep(policy.delay(attempt))
 
 
