@@ -23,11 +23,13 @@ db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 schema_app = typer.Typer(no_args_is_help=True, help="Event contracts for direct publishers.")
+dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter topic (Kafka, directly).")
 app.add_typer(dev_app, name="dev")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schema_app, name="schema")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # one line per error, however narrow
@@ -356,3 +358,83 @@ def schema_export(
             path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
             written.append(path)
     console.print(f"wrote {len(written)} JSON Schema files under {directory}/")
+
+
+# --- dead letters --------------------------------------------------------------------------
+
+
+def _letters():  # type: ignore[no-untyped-def]
+    from aiokafka.errors import KafkaError
+
+    from batchctl.dlq import read_letters
+    from streaming.settings import KafkaSettings
+
+    try:
+        return asyncio.run(read_letters(KafkaSettings()))
+    except KafkaError as exc:
+        raise _fail(f"Kafka is not reachable: {exc!r}") from None
+
+
+@dlq_app.command("list")
+def dlq_list(
+    reason: Annotated[str | None, typer.Option(help="only letters with this reason")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The letters in the dead-letter topic: id (partition:offset), reason, source."""
+    import orjson
+
+    letters = [letter for letter in _letters() if reason is None or letter.reason == reason]
+    if as_json:
+        typer.echo(orjson.dumps([letter.summary() for letter in letters]).decode())
+        return
+    table = Table("id", "reason", "source", "message", title=f"{len(letters)} dead letters")
+    for letter in letters:
+        table.add_row(letter.id, letter.reason, letter.source, letter.summary()["message"][:80])
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(letter_id: Annotated[str, typer.Argument(help="partition:offset")]) -> None:
+    """One letter: why it was rejected, where it came from, and its bytes."""
+    import orjson
+
+    from batchctl.dlq import LetterNotFound, find
+
+    try:
+        letter = find(_letters(), letter_id)
+    except LetterNotFound as exc:
+        raise _fail(str(exc)) from None
+    shown: dict[str, Any] = letter.summary()
+    shown["headers"] = {k: v.decode(errors="replace") for k, v in letter.headers.items()}
+    try:
+        shown["value"] = orjson.loads(letter.value or b"")
+    except orjson.JSONDecodeError:
+        shown["value"] = (letter.value or b"").decode(errors="replace")
+    typer.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    letter_ids: Annotated[list[str] | None, typer.Argument(help="partition:offset ...")] = None,
+    all_letters: Annotated[bool, typer.Option("--all", help="every letter")] = False,
+    reason: Annotated[str | None, typer.Option(help="with --all: only this reason")] = None,
+) -> None:
+    """Publish letters again to the topics they came from, unchanged (after fixing their
+    cause); they are decoded and validated again there."""
+    from batchctl.dlq import LetterNotFound, find, redrive
+    from streaming.settings import KafkaSettings
+
+    letters = _letters()
+    try:
+        if all_letters:
+            chosen = [x for x in letters if reason is None or x.reason == reason]
+        elif letter_ids:
+            chosen = [find(letters, letter_id) for letter_id in letter_ids]
+        else:
+            raise _fail("name letters (partition:offset), or --all")
+        done = asyncio.run(redrive(KafkaSettings(), chosen))
+    except LetterNotFound as exc:
+        raise _fail(str(exc)) from None
+    for letter, topic in done:
+        console.print(f"redrove {letter.id} ({letter.reason}) to {topic}")
+    console.print(f"{len(done)} letters redriven")
