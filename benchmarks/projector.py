@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text
 
 from benchmarks.common import (
+    drop_database,
+    fresh_database,
     fresh_settings,
     machine,
     peak_rss_mb,
@@ -33,7 +35,6 @@ from benchmarks.common import (
 )
 from events.codec import encode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded, JobSubmitted
-from migrations.runner import upgrade
 from storage.engine import make_engine
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
@@ -86,28 +87,6 @@ def events_for(settings, jobs: int, per_job: int) -> list[tuple[str, bytes, byte
                 )
             messages.append((topics.outcomes, key, encode(outcome)))
     return messages
-
-
-def fresh_database(server_url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    return url
-
-
-def drop_database(server_url: str, url: str) -> None:
-    from sqlalchemy.engine import make_url
-
-    admin = make_engine(server_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def folded(engine) -> int:  # type: ignore[no-untyped-def]

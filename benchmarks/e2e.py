@@ -1,0 +1,221 @@
+"""End to end: N no-op items through the whole stack, against the seed's design.
+
+Ours: on the local Kafka and PostgreSQL (fresh topics, a fresh database), starts the API, one
+``noop`` worker and the projector as separate processes, submits N items through the REST
+API as one streamed NDJSON upload, and waits until the job is ``completed`` in the tables.
+Stages: the API accepting the upload (202), the worker (first to last outcome, from the
+items' ``processed_at``), and the projector's lag behind the last outcome at the end.
+
+The seed: ``benchmarks/seed_baseline.py`` (its ``create_batch_job`` + ``process_batch_job``
+design on one ORM session) on the same PostgreSQL, at 2,000 items; ours is measured at 2,000
+items too (latency included), and ``speedup`` is ours over the seed there.
+
+Prints, last, a JSON line: ``items_per_s`` (ours, N items, end to end), per-stage rates,
+peak RSS per process, ``baseline_items_per_s``, ``ours_items_per_s_at_2000``, ``speedup``.
+
+    python benchmarks/e2e.py [--items N] [--compare-at 2000] [--skip-baseline]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from benchmarks.common import (
+    drop_database,
+    fresh_database,
+    fresh_settings,
+    machine,
+    peak_rss_mb,
+    services,
+)
+from benchmarks.seed_baseline import run_seed
+from consumers.registry import job_types
+from ingest_api.api_keys import create_key
+from storage.engine import make_engine
+from streaming.topics_admin import create_topics, delete_prefixed_topics
+
+NOOP = "consumers.handlers.noop:NoopHandler"
+CHUNK = 10_000
+
+
+def ndjson(items: int):  # type: ignore[no-untyped-def]
+    for start in range(0, items, CHUNK):
+        yield "".join(f'{{"n": {i}}}\n' for i in range(start, min(items, start + CHUNK))).encode()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    """The API, a noop worker and the projector, each its own process."""
+
+    def __init__(self, env: dict[str, str], port: int):
+        command = [sys.executable, "-m", "batchctl"]
+        self.parts = {
+            "api": subprocess.Popen([*command, "api", "--port", str(port)], env=env),
+            "worker": subprocess.Popen([*command, "worker", "--job-type", "noop"], env=env),
+            "projector": subprocess.Popen([*command, "projector"], env=env),
+        }
+        self.rss = dict.fromkeys(self.parts, 0.0)
+
+    def sample(self) -> None:
+        for name, process in self.parts.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}")
+            self.rss[name] = max(self.rss[name], peak_rss_mb(process.pid))
+
+    def stop(self) -> None:
+        for process in self.parts.values():
+            process.terminate()
+        for process in self.parts.values():
+            process.wait(30)
+
+
+def run_ours(items: int, database_url: str) -> dict[str, Any]:
+    settings = fresh_settings()
+    asyncio.run(create_topics(settings, job_types()))  # the API publishes to every type's
+    engine = make_engine(database_url, pool_size=1)
+    with sessionmaker(engine)() as session:
+        key = create_key(session, user_id="bench").secret
+    port = free_port()
+    env = {
+        **os.environ,
+        "BATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "DATABASE_URL": database_url,
+        "BATCH_EXTRA_HANDLERS": NOOP,
+        "LOG_LEVEL": "WARNING",
+        "API_MAX_ITEMS_PER_REQUEST": str(max(items, 100_000)),
+    }
+    stack = Stack(env, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stack.sample()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        time.sleep(2)  # the worker and projector join their groups
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600
+        ) as http:
+            started = time.perf_counter()
+            response = http.post(
+                "/batch/jobs",
+                params={"job_type": "noop"},
+                content=ndjson(items),
+                headers={"Content-Type": "application/x-ndjson"},
+            )
+            accepted_s = time.perf_counter() - started
+            assert response.status_code == 202, response.text
+            job_id = response.json()["batch_job_id"]
+        while True:
+            with engine.connect() as conn:
+                status = conn.execute(
+                    text("SELECT status FROM jobs WHERE id = :id"), {"id": job_id}
+                ).scalar_one_or_none()
+            if status == "completed":
+                break
+            stack.sample()
+            time.sleep(0.02)
+        total_s = time.perf_counter() - started
+        stack.sample()
+        with engine.connect() as conn:
+            first, last, done = conn.execute(
+                text(
+                    "SELECT min(processed_at), max(processed_at), count(*) FROM items"
+                    " WHERE job_id = :id AND status = 'success'"
+                ),
+                {"id": job_id},
+            ).one()
+        assert done == items, f"{done} of {items} items succeeded"
+        worker_s = max((last - first).total_seconds(), 1e-3)
+    finally:
+        stack.stop()
+        engine.dispose()
+        asyncio.run(delete_prefixed_topics(settings))
+    return {
+        "items": items,
+        "seconds": round(total_s, 2),
+        "items_per_s": round(items / total_s),
+        "stages": {
+            "api_accept_items_per_s": round(items / accepted_s),
+            "api_accept_s": round(accepted_s, 2),
+            "worker_items_per_s": round(items / worker_s),
+            "worker_s": round(worker_s, 2),
+        },
+        "peak_rss_mb": stack.rss,
+    }
+
+
+def main(items: int, compare_at: int, baseline: bool) -> dict[str, Any]:
+    server_url = (
+        make_url(os.environ["DATABASE_URL"])
+        .set(database="postgres")
+        .render_as_string(hide_password=False)
+    )
+    result: dict[str, Any] = {"benchmark": "e2e"}
+    url = fresh_database(server_url)
+    try:
+        print(f"ours: {items:,} items ...", flush=True)
+        ours = run_ours(items, url)
+        print(json.dumps(ours), flush=True)
+        print(f"ours: {compare_at:,} items ...", flush=True)
+        small = run_ours(compare_at, url)
+        print(json.dumps(small), flush=True)
+        result |= {
+            "items": items,
+            "items_per_s": ours["items_per_s"],
+            "seconds": ours["seconds"],
+            "stages": ours["stages"],
+            "peak_rss_mb": ours["peak_rss_mb"],
+            "ours_items_per_s_at_2000": small["items_per_s"] if compare_at == 2000 else None,
+            f"ours_items_per_s_at_{compare_at}": small["items_per_s"],
+        }
+        if baseline:
+            print(f"the seed's design: {compare_at:,} items ...", flush=True)
+            engine = make_engine(url, pool_size=1)
+            seed_s = run_seed(engine, compare_at)
+            engine.dispose()
+            seed_rate = compare_at / seed_s
+            result |= {
+                "baseline_items_per_s": round(seed_rate, 1),
+                "baseline_seconds": round(seed_s, 1),
+                "speedup": round(small["items_per_s"] / seed_rate, 1),
+            }
+    finally:
+        drop_database(server_url, url)
+    result["machine"] = machine()
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--compare-at", type=int, default=2_000)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    os.environ["BATCH_EXTRA_HANDLERS"] = NOOP
+    services()
+    print(json.dumps(main(args.items, args.compare_at, not args.skip_baseline)))
