@@ -16,7 +16,8 @@ from streaming.clients import connection_options
 from tests.integration.conftest import publish, wait_for
 
 
-async def read_dead_letters(settings, expected: int) -> list:
+async def read_dead_letters(settings, expected: int, key: bytes) -> list:
+    """The letters of records published with ``key`` (other tests share the topic)."""
     consumer = AIOKafkaConsumer(
         settings.topics.dlq,
         **connection_options(settings),
@@ -31,10 +32,10 @@ async def read_dead_letters(settings, expected: int) -> list:
             while len(letters) < expected:
                 batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():
-                    letters.extend(records)
+                    letters.extend(r for r in records if r.key == key)
         await asyncio.sleep(1)  # nothing more should arrive
         for records in (await consumer.getmany(timeout_ms=500)).values():
-            letters.extend(records)
+            letters.extend(r for r in records if r.key == key)
     finally:
         await consumer.stop()
     return letters
@@ -105,7 +106,7 @@ def test_poison_events_are_dead_lettered_and_the_job_still_completes(
         5: "malformed_event",
     }
 
-    letters = asyncio.run(read_dead_letters(kafka_settings, expected=5))
+    letters = asyncio.run(read_dead_letters(kafka_settings, expected=5, key=key))
     reasons = sorted(dict(r.headers)[HEADER_REASON].decode() for r in letters)
     assert reasons == [
         "invalid_json",
