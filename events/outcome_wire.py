@@ -25,13 +25,19 @@ def _job_prefix(job_id: str) -> Any:
     return hashlib.sha1(_NAMESPACE_BYTES + f"{job_id}/".encode())
 
 
-def outcome_id(job_id: str, item_index: int) -> str:
-    """``str(events.ids.item_outcome_id(job_id, item_index))``, without the UUID objects."""
+def item_event_id(job_id: str, item_index: int, kind: str) -> str:
+    """``str(events.ids.uuid5(NAMESPACE, f"{job_id}/{item_index}/{kind}"))``, without the
+    UUID objects, and with the job's part of the hash computed once per job."""
     digest = _job_prefix(job_id).copy()
-    digest.update(f"{item_index}/outcome".encode())
+    digest.update(f"{item_index}/{kind}".encode())
     h = digest.hexdigest()
     variant = "89ab"[int(h[16], 16) & 0x3]
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+
+
+def outcome_id(job_id: str, item_index: int) -> str:
+    """``str(events.ids.item_outcome_id(job_id, item_index))``."""
+    return item_event_id(job_id, item_index, "outcome")
 
 
 def _envelope(

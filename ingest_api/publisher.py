@@ -13,11 +13,20 @@ from events.models import Event
 from streaming.batch_sender import BatchSender, DeliveryFailed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outgoing:
+    """A message to publish: an event, or (the per-item hot path) its encoded bytes."""
+
     topic: str
     key: str
-    event: Event
+    event: Event | None = None
+    value: bytes | None = None
+
+    def encoded(self) -> bytes:
+        if self.value is not None:
+            return self.value
+        assert self.event is not None
+        return encode(self.event)
 
 
 class PublishError(Exception):
@@ -76,7 +85,7 @@ class KafkaEventPublisher:
         try:
             async with asyncio.timeout(self.timeout_s):
                 for m in messages:
-                    await sender.append(m.topic, m.key.encode(), encode(m.event), acknowledged)
+                    await sender.append(m.topic, m.key.encode(), m.encoded(), acknowledged)
                 await done
         except (DeliveryFailed, KafkaError, TimeoutError) as exc:
             if self.sender is sender:

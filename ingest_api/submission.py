@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from consumers.handlers.base import Handler
 from consumers.processing import validation_message
 from consumers.registry import UnknownJobType, handler_class
-from events.models import ItemSubmitted
+from events import item_wire
 from events.topics import Topics
 from ingest_api.errors import InvalidBatch, TooLarge
 from ingest_api.publisher import Outgoing
@@ -62,10 +62,8 @@ def item_message(
     payload: dict[str, Any],
     key: str,
 ) -> Outgoing:
-    event = ItemSubmitted.new(
-        job_id=job_id, item_index=index, job_type=handler.job_type, input=payload
-    )
-    return Outgoing(topics.items(handler.job_type), key, event)
+    value = item_wire.submitted(str(job_id), index, handler.job_type, payload)
+    return Outgoing(topics.items(handler.job_type), key, value=value)
 
 
 def model_chunks(

@@ -6,6 +6,10 @@ decision is also in the log, as the winning item's input (``ItemSubmitted``) and
 rebuilt ``items`` from the log, these statements write back every winner's row exactly as
 the worker wrote it. Rows are upserted, never deleted: a worker's win whose outcome is not
 folded yet is kept.
+
+One corner is not in the log: a worker that committed a win and died before publishing its
+outcome, when the job is cancelled before the item is delivered again — the item ends
+``cancelled`` and its row stays (and the hash stays locked by that device).
 """
 
 from typing import Any

@@ -1,0 +1,31 @@
+"""The API's hot-path encoding of ItemSubmitted must say exactly what the contract says."""
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import orjson
+import pytest
+
+from events import ids, item_wire
+from events.codec import decode, encode
+from events.models import ItemSubmitted
+
+
+@pytest.mark.parametrize("index", [0, 1, 9, 123_456])
+def test_fast_encoding_is_the_model_encoding(index):
+    job = uuid4()
+    payload = {"content_hash": "a" * 64, "nested": {"x": [1, None, "é"]}}
+    raw = item_wire.submitted(str(job), index, "query", payload)
+    event = decode(raw)
+    assert isinstance(event, ItemSubmitted)
+    assert event.event_id == ids.item_submitted_id(job, index)
+    assert (event.job_id, event.item_index, event.job_type, event.input) == (
+        job,
+        index,
+        "query",
+        payload,
+    )
+    assert abs((datetime.now(UTC) - event.occurred_at).total_seconds()) < 5
+    # byte for byte what the model writes, but for the timestamp
+    model = orjson.loads(encode(event))
+    assert orjson.loads(raw) == model
