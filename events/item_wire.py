@@ -13,7 +13,10 @@ from events.outcome_wire import item_event_id
 _OPTIONS = orjson.OPT_UTC_Z
 
 
-def submitted(job_id: str, item_index: int, job_type: str, payload: dict[str, Any]) -> bytes:
+def submitted(
+    job_id: str, item_index: int, job_type: str, payload: dict[str, Any] | bytes
+) -> bytes:
+    """``payload``: the validated input, as a dict or already as JSON bytes (spliced in)."""
     return orjson.dumps(
         {
             "event_id": item_event_id(job_id, item_index, "submitted"),
@@ -23,7 +26,7 @@ def submitted(job_id: str, item_index: int, job_type: str, payload: dict[str, An
             "job_id": job_id,
             "job_type": job_type,
             "item_index": item_index,
-            "input": payload,
+            "input": orjson.Fragment(payload) if isinstance(payload, bytes) else payload,
         },
         option=_OPTIONS,
     )

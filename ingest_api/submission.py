@@ -1,6 +1,7 @@
 """Turning an accepted batch into events: one JobSubmitted, then one ItemSubmitted per item,
 each item keyed by its handler's routing key."""
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -17,6 +18,11 @@ from ingest_api.publisher import Outgoing
 
 MAX_REPORTED_ERRORS = 20
 CHUNK = 5_000  # items published per round trip
+
+
+@functools.lru_cache(maxsize=64)
+def _text(job_id: UUID) -> str:
+    return str(job_id)
 
 
 def handler_for(job_type: str) -> Handler:  # type: ignore[type-arg]
@@ -59,10 +65,11 @@ def item_message(
     handler: Handler,
     job_id: UUID,  # type: ignore[type-arg]
     index: int,
-    payload: dict[str, Any],
+    payload: dict[str, Any] | bytes,
     key: str,
 ) -> Outgoing:
-    value = item_wire.submitted(str(job_id), index, handler.job_type, payload)
+    """``payload``: the validated input, as a dict or as its JSON."""
+    value = item_wire.submitted(_text(job_id), index, handler.job_type, payload)
     return Outgoing(topics.items(handler.job_type), key, value=value)
 
 

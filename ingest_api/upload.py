@@ -23,21 +23,36 @@ SPOOL_IN_MEMORY = 8 << 20
 
 
 class Spool:
+    """One line per item: its routing key as a JSON string, a tab, its normalised input as
+    JSON (neither can hold a raw tab or newline). Written in blocks."""
+
     def __init__(self) -> None:
         self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         self.count = 0
         self.digest = ""
+        self._block: list[bytes] = []
+
+    def add(self, key: str, payload_json: bytes) -> None:
+        self._block.append(orjson.dumps(key) + b"\t" + payload_json + b"\n")
+        if len(self._block) >= 1000:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._block:
+            self.file.write(b"".join(self._block))
+            self._block.clear()
 
     def close(self) -> None:
         self.file.close()
 
-    def chunks(self, size: int) -> Iterator[list[tuple[dict[str, Any], str]]]:
-        """The validated items in order, as lists of (normalised input, routing key)."""
+    def chunks(self, size: int) -> Iterator[list[tuple[bytes, str]]]:
+        """The validated items in order, as lists of (normalised input JSON, routing key)."""
+        self.flush()
         self.file.seek(0)
-        chunk: list[tuple[dict[str, Any], str]] = []
+        chunk: list[tuple[bytes, str]] = []
         for line in self.file:
-            payload, key = orjson.loads(line)
-            chunk.append((payload, key))
+            key, _, payload = line.rstrip(b"\n").partition(b"\t")
+            chunk.append((payload, orjson.loads(key)))
             if len(chunk) >= size:
                 yield chunk
                 chunk = []
@@ -111,6 +126,5 @@ def _take(
         return index + 1
     if not errors:  # once a line is bad nothing will be published: stop spooling
         key = handler.routing_key(item, job_id=job_id, item_index=index)
-        spool.file.write(orjson.dumps([item.model_dump(mode="json", exclude_none=True), key]))
-        spool.file.write(b"\n")
+        spool.add(key, item.__pydantic_serializer__.to_json(item, exclude_none=True))
     return index + 1

@@ -29,3 +29,13 @@ def test_fast_encoding_is_the_model_encoding(index):
     # byte for byte what the model writes, but for the timestamp
     model = orjson.loads(encode(event))
     assert orjson.loads(raw) == model
+
+
+def test_an_input_given_as_json_bytes_is_spliced_in_unchanged():
+    job = uuid4()
+    payload = {"device_id": "d\t1", "label": "line\nbreak"}
+    as_bytes = item_wire.submitted(str(job), 3, "enrollment", orjson.dumps(payload))
+    as_dict = item_wire.submitted(str(job), 3, "enrollment", payload)
+    assert orjson.loads(as_bytes)["input"] == payload
+    assert decode(as_bytes).input == payload  # type: ignore[union-attr]
+    assert as_bytes.split(b'"occurred_at"')[0] == as_dict.split(b'"occurred_at"')[0]
