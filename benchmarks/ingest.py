@@ -42,14 +42,24 @@ def ndjson_chunks(n: int, chunk_items: int = 5_000):  # type: ignore[no-untyped-
         )
 
 
-async def concurrent_posts(base: str, headers: dict, requests: int, clients: int) -> float:  # type: ignore[type-arg]
+async def concurrent_posts(
+    base: str,
+    headers: dict,
+    requests: int,
+    clients: int,  # type: ignore[type-arg]
+) -> tuple[float, float, float]:
+    """p99 and p50 latency (ms), and requests per second."""
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for r in range(requests):
         queue.put_nowait(r)
 
     async def client() -> None:
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
+        # one kept-alive connection per client, as a real client keeps it
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(
+            base_url=base, headers=headers, timeout=60, limits=limits
+        ) as http:
             while not queue.empty():
                 r = queue.get_nowait()
                 body = {"job_type": "query", "items": [item(r * 10 + k) for k in range(10)]}
@@ -58,9 +68,15 @@ async def concurrent_posts(base: str, headers: dict, requests: int, clients: int
                 latencies.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 202, response.text
 
+    started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
     latencies.sort()
-    return latencies[int(len(latencies) * 0.99) - 1]
+    return (
+        latencies[int(len(latencies) * 0.99) - 1],
+        latencies[len(latencies) // 2],
+        requests / elapsed,
+    )
 
 
 def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[type-arg]
@@ -108,7 +124,8 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
             )
             ndjson_s = time.perf_counter() - started
             assert response.status_code == 202, response.text
-            p99 = asyncio.run(concurrent_posts(base, headers, requests, 50))
+            print(f"{requests:,} POSTs of 10 items from 50 clients ...", flush=True)
+            p99, p50, requests_per_s = asyncio.run(concurrent_posts(base, headers, requests, 50))
             print(f"uploading {upload_items:,} items as NDJSON ...", flush=True)
             started = time.perf_counter()
             response = http.post(
@@ -133,6 +150,8 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
         "items_per_s_json": round(json_rate),
         "items_per_s_ndjson": round(ndjson_rate),
         "p99_ms": round(p99, 1),
+        "p50_ms": round(p50, 1),
+        "requests_per_s": round(requests_per_s),
         "requests": requests,
         "upload_items": upload_items,
         "upload_items_per_s": round(upload_items / upload_s),

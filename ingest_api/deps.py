@@ -1,10 +1,11 @@
 """Request dependencies: the database session, the caller (from the API key) and the
 publisher."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -16,9 +17,18 @@ from ingest_api.settings import ApiSettings
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.sessions() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request, made on the event loop (making one does no I/O: a connection
+    is taken from the pool at its first query, in whichever thread runs it). Closing it
+    only needs a thread when a transaction is still open (its rollback is I/O)."""
+    session = request.app.state.sessions()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -32,6 +42,7 @@ def get_current_user(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send an API key as 'Authorization: Bearer <key>'")
     user = user_for_key(session, secret=credentials.credentials)
+    session.rollback()  # end the read: the connection goes back to the pool for the request
     if user is None:
         raise NotAuthenticated("the API key is invalid or revoked")
     wait = request.app.state.rate_limiter.take(hash_key(credentials.credentials))
