@@ -8,7 +8,8 @@ items' ``processed_at``), and the projector's lag behind the last outcome at the
 
 The seed: ``benchmarks/seed_baseline.py`` (its ``create_batch_job`` + ``process_batch_job``
 design on one ORM session) on the same PostgreSQL, at 2,000 items; ours is measured at 2,000
-items too (latency included), and ``speedup`` is ours over the seed there.
+items too (latency included; the median of three runs), and ``speedup`` is ours over the
+seed there.
 
 Prints, last, a JSON line: ``items_per_s`` (ours, N items, end to end), per-stage rates,
 peak RSS per process, ``baseline_items_per_s``, ``ours_items_per_s_at_2000``, ``speedup``.
@@ -181,9 +182,13 @@ def main(items: int, compare_at: int, baseline: bool) -> dict[str, Any]:
         print(f"ours: {items:,} items ...", flush=True)
         ours = run_ours(items, url)
         print(json.dumps(ours), flush=True)
-        print(f"ours: {compare_at:,} items ...", flush=True)
-        small = run_ours(compare_at, url)
-        print(json.dumps(small), flush=True)
+        # latency dominates a small job, and varies: the median of three runs
+        smalls = []
+        for run in range(3):
+            print(f"ours: {compare_at:,} items (run {run + 1} of 3) ...", flush=True)
+            smalls.append(run_ours(compare_at, url))
+            print(json.dumps(smalls[-1]), flush=True)
+        small = sorted(smalls, key=lambda r: r["items_per_s"])[1]
         result |= {
             "items": items,
             "items_per_s": ours["items_per_s"],
@@ -192,6 +197,7 @@ def main(items: int, compare_at: int, baseline: bool) -> dict[str, Any]:
             "peak_rss_mb": ours["peak_rss_mb"],
             "ours_items_per_s_at_2000": small["items_per_s"] if compare_at == 2000 else None,
             f"ours_items_per_s_at_{compare_at}": small["items_per_s"],
+            f"ours_items_per_s_at_{compare_at}_runs": [r["items_per_s"] for r in smalls],
         }
         if baseline:
             print(f"the seed's design: {compare_at:,} items ...", flush=True)
