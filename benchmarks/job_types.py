@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -165,5 +164,4 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=2048)
     args = parser.parse_args()
     local_services()
-    started = time.perf_counter()
     print(json.dumps(asyncio.run(main(args.devices, args.items, args.concurrency))))

@@ -86,9 +86,6 @@ class DeviceRegistry:
         return await self._verify.submit(SignatureCheck(key, signature, message))
 
 
-__all__ = ["DeviceRegistry", "DeviceRow", "Enrollment", "Lock", "Lookup", "ProofRow"]
-
-
 class RegistryBacked:
     """For the handlers of the registry: a registry of their own, opened on ``start`` and
     closed on ``stop``, unless one is given to share (tests, benchmarks). Constructing the
@@ -115,3 +112,14 @@ class RegistryBacked:
         if self._owns_registry and self._registry is not None:
             await self._registry.stop()
             self._registry = None
+
+
+__all__ = [
+    "DeviceRegistry",
+    "DeviceRow",
+    "Enrollment",
+    "Lock",
+    "Lookup",
+    "ProofRow",
+    "RegistryBacked",
+]
