@@ -3,6 +3,8 @@ retry. Human output by default (tables, colour on a terminal), ``--json`` for sc
 
 import csv
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,9 +32,12 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _client() -> ApiClient:
+@contextmanager
+def _api() -> Iterator[ApiClient]:
+    """A client of the API; any ClientError inside becomes the one-line failure."""
     try:
-        return ApiClient()
+        with ApiClient() as client:
+            yield client
     except ClientError as exc:
         raise _fail(str(exc)) from None
 
@@ -155,7 +160,7 @@ def submit(
         if not isinstance(meta, dict):
             raise _fail("--metadata must be a JSON object")
     meta = {"source": f"batchctl submit {file.name}", **(meta or {})}
-    with _client() as client:
+    with _api() as client:
         try:
             size = file.stat().st_size if file.is_file() else None
             with Progress(
@@ -180,7 +185,7 @@ def submit(
                 written = _write_results(client, job_id, output)
                 if not as_json:
                     console.print(f"wrote {written:,} results to {output}")
-        except (ClientError, UnreadableFile) as exc:
+        except UnreadableFile as exc:
             raise _fail(str(exc)) from None
     if as_json:
         _print_json(job or accepted)
@@ -194,11 +199,8 @@ def jobs(
     as_json: JsonOption = False,
 ) -> None:
     """Your jobs, newest first."""
-    with _client() as client:
-        try:
-            page = client.jobs(status=status, limit=limit)
-        except ClientError as exc:
-            raise _fail(str(exc)) from None
+    with _api() as client:
+        page = client.jobs(status=status, limit=limit)
     if as_json:
         _print_json(page["jobs"])
     else:
@@ -207,11 +209,8 @@ def jobs(
 
 def status(job_id: str, as_json: JsonOption = False) -> None:
     """One job: counts, timings and, once finished, its result."""
-    with _client() as client:
-        try:
-            job = client.job(job_id)
-        except ClientError as exc:
-            raise _fail(str(exc)) from None
+    with _api() as client:
+        job = client.job(job_id)
     if as_json:
         _print_json(job)
     else:
@@ -225,18 +224,14 @@ def items(
     as_json: JsonOption = False,
 ) -> None:
     """A job's items with their outcomes (``--json``: one JSON object per line)."""
-    with _client() as client:
-        try:
-            found = []
-            for item in client.items(job_id, status=status):
-                if as_json:
-                    sys.stdout.write(orjson.dumps(item).decode() + "\n")
-                else:
-                    found.append(item)
-                if limit and len(found) >= limit:
-                    break
-        except ClientError as exc:
-            raise _fail(str(exc)) from None
+    found = []
+    with _api() as client:
+        for item in client.items(job_id, status=status):
+            found.append(item)
+            if as_json:
+                sys.stdout.write(orjson.dumps(item).decode() + "\n")
+            if limit and len(found) >= limit:
+                break
     if as_json:
         return
     table = Table()
@@ -251,11 +246,8 @@ def items(
 
 def cancel(job_id: str, as_json: JsonOption = False) -> None:
     """Cancel a job: items not yet processed end as cancelled."""
-    with _client() as client:
-        try:
-            answer = client.cancel(job_id)
-        except ClientError as exc:
-            raise _fail(str(exc)) from None
+    with _api() as client:
+        answer = client.cancel(job_id)
     if as_json:
         _print_json(answer)
     else:
@@ -264,11 +256,8 @@ def cancel(job_id: str, as_json: JsonOption = False) -> None:
 
 def retry(job_id: str, as_json: JsonOption = False) -> None:
     """Submit a job's failed items again, as a new job that names the original."""
-    with _client() as client:
-        try:
-            answer = client.retry(job_id)
-        except ClientError as exc:
-            raise _fail(str(exc)) from None
+    with _api() as client:
+        answer = client.retry(job_id)
     if as_json:
         _print_json(answer)
     else:

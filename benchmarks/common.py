@@ -2,12 +2,15 @@
 
 import asyncio
 import os
+import socket
 import subprocess
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
@@ -135,3 +138,23 @@ def drop_database(server_url: str, url: str) -> None:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
     admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(base: str, timeout_s: float = 60, check: Callable[[], None] = lambda: None) -> None:
+    """Until the API at ``base`` answers /readyz with 200; ``check`` may raise (a part died)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        check()
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API at {base} was not ready within {timeout_s:.0f}s")

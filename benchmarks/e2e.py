@@ -36,11 +36,13 @@ from sqlalchemy.orm import sessionmaker
 
 from benchmarks.common import (
     drop_database,
+    free_port,
     fresh_database,
     fresh_settings,
     machine,
     peak_rss_mb,
     services,
+    wait_ready,
 )
 from benchmarks.seed_baseline import run_seed
 from consumers.registry import job_types
@@ -55,14 +57,6 @@ CHUNK = 10_000
 def ndjson(items: int):  # type: ignore[no-untyped-def]
     for start in range(0, items, CHUNK):
         yield "".join(f'{{"n": {i}}}\n' for i in range(start, min(items, start + CHUNK))).encode()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Stack:
@@ -108,15 +102,7 @@ def run_ours(items: int, database_url: str) -> dict[str, Any]:
     stack = Stack(env, port)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            stack.sample()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_ready(base, check=stack.sample)
         time.sleep(2)  # the worker and projector join their groups
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600

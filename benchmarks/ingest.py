@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from sqlalchemy.orm import sessionmaker
 
-from benchmarks.common import fresh_settings, machine, peak_rss_mb, services
+from benchmarks.common import free_port, fresh_settings, machine, peak_rss_mb, services, wait_ready
 from consumers.registry import job_types
 from ingest_api.api_keys import create_key
 from storage.engine import make_engine
@@ -86,9 +85,7 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
     with sessionmaker(engine)() as session:
         key = create_key(session, user_id="bench").secret
     engine.dispose()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "BATCH_TOPIC_PREFIX": settings.topic_prefix,
@@ -101,14 +98,7 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_ready(base)
         with httpx.Client(base_url=base, headers=headers, timeout=600) as http:
             body = {"job_type": "query", "items": [item(i) for i in range(items)]}
             started = time.perf_counter()

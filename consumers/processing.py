@@ -7,7 +7,6 @@ error codes and messages are brought within the contract.
 """
 
 import asyncio
-import functools
 import logging
 import random
 import re
@@ -22,7 +21,7 @@ from consumers.deadlines import Deadlines, current_task
 from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
 from events import outcome_wire
 from events.models import ItemSubmitted
-from streaming.metrics import JobTypeSeries
+from streaming.metrics import series_of
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +112,6 @@ async def _call(
     return result
 
 
-_series = functools.cache(JobTypeSeries.of)
-
-
 async def process_item(
     handler: Handler,  # type: ignore[type-arg]
     event: ItemSubmitted,
@@ -123,7 +119,7 @@ async def process_item(
     deadlines: Deadlines | None = None,
 ) -> Outcome:
     job_id, index = event.job_id, event.item_index
-    series = _series(handler.job_type)
+    series = series_of(handler.job_type)
     try:
         item = handler.input_model.model_validate(event.input)
     except ValidationError as exc:

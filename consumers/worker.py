@@ -37,7 +37,7 @@ from consumers.settings import WorkerSettings
 from events.codec import EventDecodeError, decode_expecting
 from events.models import ItemSubmitted
 from streaming.batch_sender import BatchSender
-from streaming.metrics import DEAD_LETTERED, JobTypeSeries
+from streaming.metrics import DEAD_LETTERED, series_of
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Worker:
         self.offsets: dict[TopicPartition, PartitionOffsets] = {}
         self.revoked: set[TopicPartition] = set()
         self.counts: Counter[str] = Counter()
-        self.series = JobTypeSeries.of(handler.job_type)
+        self.series = series_of(handler.job_type)
         self.dispatcher: KeyedDispatcher[Work] = KeyedDispatcher(
             self._process,
             concurrency=settings.worker_concurrency,

@@ -5,6 +5,7 @@ outcome get ids derived from that pair, so a duplicate (a republished submission
 outcome produced around a worker crash) is recognisable by its id alone.
 """
 
+import functools
 import hashlib
 from uuid import UUID
 
@@ -18,6 +19,13 @@ def uuid5(namespace: UUID, name: str) -> UUID:
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     return UUID(bytes=bytes(digest))
+
+
+@functools.lru_cache(maxsize=4096)
+def job_id_text(job_id: UUID) -> str:
+    """``str(job_id)``, remembered: the per-item paths format the same few job ids over and
+    over, and formatting a UUID costs more than the rest of a default routing key."""
+    return str(job_id)
 
 
 def job_submitted_id(job_id: UUID) -> UUID:

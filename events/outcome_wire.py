@@ -14,7 +14,7 @@ from uuid import UUID
 
 import orjson
 
-from events.ids import NAMESPACE
+from events.ids import NAMESPACE, job_id_text
 
 _NAMESPACE_BYTES = NAMESPACE.bytes
 _OPTIONS = orjson.OPT_UTC_Z
@@ -43,7 +43,7 @@ def outcome_id(job_id: str, item_index: int) -> str:
 def _envelope(
     event_type: str, job_id: UUID, item_index: int, attempts: int, duration_ms: float
 ) -> dict[str, Any]:
-    job = str(job_id)
+    job = job_id_text(job_id)
     return {
         "event_id": outcome_id(job, item_index),
         "event_type": event_type,

@@ -1,7 +1,6 @@
 """Turning an accepted batch into events: one JobSubmitted, then one ItemSubmitted per item,
 each item keyed by its handler's routing key."""
 
-import functools
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -12,17 +11,13 @@ from consumers.handlers.base import Handler
 from consumers.processing import validation_message
 from consumers.registry import UnknownJobType, handler_class
 from events import item_wire
+from events.ids import job_id_text
 from events.topics import Topics
 from ingest_api.errors import InvalidBatch, TooLarge
 from ingest_api.publisher import Outgoing
 
 MAX_REPORTED_ERRORS = 20
 CHUNK = 5_000  # items published per round trip
-
-
-@functools.lru_cache(maxsize=64)
-def _text(job_id: UUID) -> str:
-    return str(job_id)
 
 
 def handler_for(job_type: str) -> Handler:  # type: ignore[type-arg]
@@ -69,7 +64,7 @@ def item_message(
     key: str,
 ) -> Outgoing:
     """``payload``: the validated input, as a dict or as its JSON."""
-    value = item_wire.submitted(_text(job_id), index, handler.job_type, payload)
+    value = item_wire.submitted(job_id_text(job_id), index, handler.job_type, payload)
     return Outgoing(topics.items(handler.job_type), key, value=value)
 
 

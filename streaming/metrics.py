@@ -3,6 +3,7 @@ scraped from (the API serves its own on ``/metrics``). Series are bound to their
 so the per-item cost is an increment."""
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -56,20 +57,21 @@ class JobTypeSeries:
     handler_seconds: Histogram
     retries: Counter
 
-    @classmethod
-    def of(cls, job_type: str) -> "JobTypeSeries":
-        return cls(
-            ITEMS_PROCESSED.labels(job_type, "succeeded"),
-            ITEMS_PROCESSED.labels(job_type, "failed"),
-            ITEMS_PROCESSED.labels(job_type, "cancelled"),
-            HANDLER_SECONDS.labels(job_type),
-            RETRIES.labels(job_type),
-        )
-
     def outcome(self, event_type: str) -> Counter:
-        return {"ItemSucceeded": self.succeeded, "ItemFailed": self.failed}.get(
-            event_type, self.cancelled
-        )
+        if event_type == "ItemSucceeded":
+            return self.succeeded
+        return self.failed if event_type == "ItemFailed" else self.cancelled
+
+
+@functools.cache
+def series_of(job_type: str) -> JobTypeSeries:
+    return JobTypeSeries(
+        ITEMS_PROCESSED.labels(job_type, "succeeded"),
+        ITEMS_PROCESSED.labels(job_type, "failed"),
+        ITEMS_PROCESSED.labels(job_type, "cancelled"),
+        HANDLER_SECONDS.labels(job_type),
+        RETRIES.labels(job_type),
+    )
 
 
 def serve(port: int | None) -> None:

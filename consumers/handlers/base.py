@@ -5,7 +5,6 @@ before its outcome is acknowledged calls it again for the same item. Handlers mu
 be idempotent: handling the same item twice must give the same outcome and no extra effect.
 """
 
-import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
@@ -13,13 +12,10 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from events.ids import job_id_text
+
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
-
-
-@functools.lru_cache(maxsize=1024)
-def _text(job_id: UUID) -> str:
-    return str(job_id)  # formatting a UUID costs more than the rest of a default key
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +57,7 @@ class Handler(ABC, Generic[In, Out]):
     def routing_key(self, item: In, *, job_id: UUID, item_index: int) -> str:
         """Items with the same key are processed in order; others run concurrently.
         By default every item is independent."""
-        return f"{_text(job_id)}:{item_index}"
+        return f"{job_id_text(job_id)}:{item_index}"
 
     async def start(self) -> None:
         """Acquire resources (connections, pools) before the first item."""
