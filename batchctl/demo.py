@@ -11,8 +11,7 @@ import uuid
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.signing import SigningKey
 from rich.console import Console
 from rich.table import Table
 
@@ -33,7 +32,7 @@ class SampleDevices:
     def __init__(self, count: int):
         run = uuid.uuid4().hex[:8]
         self.ids = [f"demo-{run}-{i:04d}" for i in range(count)]
-        self.keys = [Ed25519PrivateKey.generate() for _ in range(count)]
+        self.keys = [SigningKey.generate() for _ in range(count)]
         self.hashes = [
             hashlib.sha256(f"{run} capture {i}".encode()).hexdigest() for i in range(count)
         ]
@@ -41,7 +40,11 @@ class SampleDevices:
     def items(self, job_type: str) -> list[dict[str, Any]]:
         if job_type == "enrollment":
             return [
-                {"device_id": device_id, "public_key": _b64(_raw(key)), "platform": "android"}
+                {
+                    "device_id": device_id,
+                    "public_key": _b64(bytes(key.verify_key)),
+                    "platform": "android",
+                }
                 for device_id, key in zip(self.ids, self.keys, strict=True)
             ]
         if job_type == "proof_lock":
@@ -49,7 +52,7 @@ class SampleDevices:
                 {
                     "device_id": device_id,
                     "content_hash": digest,
-                    "signature": _b64(key.sign(bytes.fromhex(digest))),
+                    "signature": _b64(key.sign(bytes.fromhex(digest)).signature),
                 }
                 for device_id, key, digest in zip(self.ids, self.keys, self.hashes, strict=True)
             ]
@@ -63,10 +66,6 @@ class SampleDevices:
 
 # In this order: proofs are locked by enrolled devices, then looked up.
 SAMPLE_JOB_TYPES = ("enrollment", "proof_lock", "query")
-
-
-def _raw(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def _b64(raw: bytes) -> str:

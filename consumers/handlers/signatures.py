@@ -1,73 +1,38 @@
-"""Ed25519 keys and signatures, with ``cryptography``.
+"""Ed25519 keys and signatures, with PyNaCl (libsodium).
 
-``cryptography`` loads any 32 bytes as a public key; whether they encode a point of the curve
-is only found out when a signature fails. Enrollment must refuse such keys up front, so
-``is_valid_public_key`` decodes the point as RFC 8032, section 5.1.3 does, and refuses the
-eight points of small order (with such a key, one signature can verify for many messages).
+A public key is valid when it is the canonical encoding of a point of edwards25519 in the
+prime-order subgroup (``crypto_core_ed25519_is_valid_point``): honestly generated keys
+always are; the eight small-order points (with such a key one signature can verify for many
+messages) and points with a small-order component are refused. Verification is libsodium's
+strict ``crypto_sign_open``: it also refuses non-canonical signatures and small-order keys.
 """
 
 import hashlib
-from functools import lru_cache
 from typing import NamedTuple
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 
-_P = 2**255 - 19
-_D = -121665 * pow(121666, _P - 2, _P) % _P
-_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
-
 
 def is_valid_public_key(raw: bytes) -> bool:
-    """Whether ``raw`` is the RFC 8032 encoding of a point on edwards25519."""
-    if len(raw) != KEY_BYTES:
-        return False
-    y = int.from_bytes(raw, "little")
-    sign, y = y >> 255, y & ((1 << 255) - 1)
-    if y >= _P:
-        return False
-    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
-    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
-    check = v * x * x % _P
-    if check == (-u) % _P:
-        x = x * _SQRT_M1 % _P
-    elif check != u:
-        return False
-    if x == 0 and sign:
-        return False
-    return not _is_small_order(x, y)
-
-
-def _is_small_order(x: int, y: int) -> bool:
-    """Whether [8]P is the neutral point: three doublings in projective coordinates."""
-    X, Y, Z = x, y, 1
-    for _ in range(3):
-        a, b, c = X * X % _P, Y * Y % _P, 2 * Z * Z % _P
-        e = ((X + Y) * (X + Y) - a - b) % _P
-        g = (b - a) % _P  # a = -1 on edwards25519: D = -A, G = D + B
-        f, h = (g - c) % _P, (-a - b) % _P
-        X, Y, Z = e * f % _P, g * h % _P, f * g % _P
-    return X == 0 and Y == Z
+    """Whether ``raw`` is an Ed25519 public key: a canonical encoding of a point of the
+    prime-order subgroup of edwards25519 (not of small order)."""
+    return len(raw) == KEY_BYTES and bool(crypto_core_ed25519_is_valid_point(raw))
 
 
 def fingerprint(raw_key: bytes) -> str:
     return hashlib.sha256(raw_key).hexdigest()
 
 
-@lru_cache(maxsize=65_536)
-def _loaded(public_key: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(public_key)
-
-
 def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     if len(signature) != SIGNATURE_BYTES or len(public_key) != KEY_BYTES:
         return False
     try:
-        _loaded(public_key).verify(signature, message)
-    except InvalidSignature:
+        crypto_sign_open(signature + message, public_key)
+    except BadSignatureError:
         return False
     return True
 

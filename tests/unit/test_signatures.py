@@ -1,11 +1,15 @@
-"""Ed25519 key validity (RFC 8032 decoding, small-order points refused) and verification."""
+"""Ed25519 key validity (canonical points of the prime-order subgroup) and strict
+verification; keys and signatures are made by another implementation (``cryptography``)."""
 
 import os
 
 import pytest
+from nacl.bindings import crypto_core_ed25519_add
 
 from consumers.handlers.signatures import fingerprint, is_valid_public_key, verify
 from tests.support.devices import Device
+
+ORDER = 2**252 + 27742317777372353535851937790883648493
 
 SMALL_ORDER = [
     "0100000000000000000000000000000000000000000000000000000000000000",
@@ -38,9 +42,30 @@ def test_wrong_lengths_and_non_canonical_encodings_are_refused():
     assert not is_valid_public_key(b"\xff" * 32)  # y >= p
 
 
-def test_about_half_of_random_strings_are_curve_points():
-    valid = sum(is_valid_public_key(os.urandom(32)) for _ in range(400))
-    assert 120 < valid < 280
+def test_random_strings_are_rarely_keys():
+    # Half of all y encode a curve point, and one point in eight is in the prime-order
+    # subgroup: about 1 in 16.
+    valid = sum(is_valid_public_key(os.urandom(32)) for _ in range(4000))
+    assert 100 < valid < 400
+
+
+def test_a_key_with_a_small_order_component_is_refused():
+    device = Device()
+    for torsion in SMALL_ORDER[1:]:
+        mixed = crypto_core_ed25519_add(device.raw_public_key, bytes.fromhex(torsion))
+        assert mixed != device.raw_public_key
+        assert not is_valid_public_key(mixed)
+
+
+def test_a_malleated_signature_is_refused():
+    """S + L (the group order) verifies the same equation; strict verification refuses it."""
+    device = Device()
+    message = os.urandom(32)
+    signature = device.key.sign(message)
+    s = int.from_bytes(signature[32:], "little") + ORDER
+    malleated = signature[:32] + s.to_bytes(32, "little")
+    assert verify(device.raw_public_key, signature, message)
+    assert not verify(device.raw_public_key, malleated, message)
 
 
 def test_fingerprint_is_sha256_hex_of_the_raw_key():
