@@ -34,6 +34,7 @@ class Deadlines:
         self._armed: dict[asyncio.Task[object], float] = {}
         self._expired: set[asyncio.Task[object]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._next_due = float("inf")  # no armed deadline is earlier than this
 
     def start(self) -> None:
         self._watchdog = asyncio.create_task(self._watch())
@@ -44,7 +45,9 @@ class Deadlines:
             await asyncio.gather(self._watchdog, return_exceptions=True)
 
     def arm(self, task: asyncio.Task[object], timeout_s: float) -> None:
-        self._armed[task] = time.monotonic() + timeout_s
+        deadline = self._armed[task] = time.monotonic() + timeout_s
+        if deadline < self._next_due:
+            self._next_due = deadline
 
     def disarm(self, task: asyncio.Task[object]) -> bool:
         """Disarm; True when the deadline had expired (the task was cancelled for it)."""
@@ -59,7 +62,12 @@ class Deadlines:
         while True:
             await asyncio.sleep(self.interval_s)
             now = time.monotonic()
+            if now < self._next_due:
+                continue  # thousands of items may be armed: look at them only when one is due
+            self._next_due = float("inf")
             for task, deadline in list(self._armed.items()):
-                if deadline <= now and task not in self._expired:
+                if deadline > now:
+                    self._next_due = min(self._next_due, deadline)
+                elif task not in self._expired:
                     self._expired.add(task)
                     task.cancel()

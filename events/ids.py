@@ -22,6 +22,22 @@ def uuid5(namespace: UUID, name: str) -> UUID:
 
 
 @functools.lru_cache(maxsize=4096)
+def _job_part(namespace: UUID, job_id: UUID) -> "hashlib._Hash":
+    return hashlib.sha1(namespace.bytes + f"{job_id}/".encode())
+
+
+def item_uuid5(namespace: UUID, job_id: UUID, item_index: int) -> UUID:
+    """``uuid5(namespace, f"{job_id}/{item_index}")``, with the job's part of the hash
+    computed once per job (per-item ids of a handler's records)."""
+    hashed = _job_part(namespace, job_id).copy()
+    hashed.update(str(item_index).encode())
+    digest = bytearray(hashed.digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return UUID(bytes=bytes(digest))
+
+
+@functools.lru_cache(maxsize=4096)
 def job_id_text(job_id: UUID) -> str:
     """``str(job_id)``, remembered: the per-item paths format the same few job ids over and
     over, and formatting a UUID costs more than the rest of a default routing key."""

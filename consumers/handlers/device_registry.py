@@ -1,5 +1,6 @@
 """The registry as the handlers use it: async, batched, with a cache of public keys."""
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -41,23 +42,31 @@ class DeviceRegistry:
         self._stores: list[RegistryStore] = []
         self._batchers: list[MicroBatcher[Any, Any]] = []
         self._keys: dict[str, bytes] = {}
-        self.enroll = self._batched("enroll", lambda store: store.enroll)
-        self._public_keys = self._batched("public-keys", lambda store: store.public_keys)
-        self.lock = self._batched("lock", lambda store: store.lock)
-        self.look_up = self._batched("look-up", lambda store: store.look_up)
+        self.enroll = self._batched("enroll", lambda store: store.enroll).submit
+        self._public_keys = self._batched("public-keys", lambda store: store.public_keys).submit
+        # A worker never has two locks of one hash in flight (they share a routing key).
+        self._lock = self._batched("lock", lambda store: store.lock, queue_ahead=True)
+        self.look_up = self._batched("look-up", lambda store: store.look_up).submit
         self._verify: MicroBatcher[SignatureCheck, bool] | None = None
         if verifies:
-            self._verify = MicroBatcher(verify_all, name="verify", in_process=verify_in_process)
+            self._verify = MicroBatcher(
+                verify_all, name="verify", in_process=verify_in_process, queue_ahead=True
+            )
             self._batchers.append(self._verify)
 
     def _batched(
-        self, name: str, method: Callable[[RegistryStore], Callable[[list[T]], list[R]]]
-    ) -> Callable[[T], Any]:
+        self,
+        name: str,
+        method: Callable[[RegistryStore], Callable[[list[T]], list[R]]],
+        queue_ahead: bool = False,
+    ) -> MicroBatcher[T, R]:
         store = RegistryStore(self._database_url)
-        batcher: MicroBatcher[T, R] = MicroBatcher(method(store), name=f"registry-{name}")
+        batcher: MicroBatcher[T, R] = MicroBatcher(
+            method(store), name=f"registry-{name}", queue_ahead=queue_ahead
+        )
         self._stores.append(store)
         self._batchers.append(batcher)
-        return batcher.submit
+        return batcher
 
     def start(self) -> None:
         for batcher in self._batchers:
@@ -80,10 +89,32 @@ class DeviceRegistry:
             self._keys[device_id] = key
         return key
 
-    async def verify(self, key: bytes, signature: bytes, message: bytes) -> bool:
+    async def verify_then_lock(self, check: SignatureCheck, lock: Lock) -> ProofRow | None:
+        """``lock(lock)`` when the signature verifies, else None: the lock joins the next
+        batch as soon as its verification is known, and the item waits once, not twice."""
+        verified = self._verifier().submit_nowait(check)
+        locked: asyncio.Future[ProofRow | None] = asyncio.get_running_loop().create_future()
+
+        def then(verification: asyncio.Future[bool]) -> None:
+            exc = None if verification.cancelled() else verification.exception()
+            if locked.done():  # the item gave up (timeout, shutdown)
+                return
+            if verification.cancelled():
+                locked.cancel()
+            elif exc is not None:
+                locked.set_exception(exc)
+            elif not verification.result():
+                locked.set_result(None)
+            else:
+                self._lock.answer_into(lock, locked)  # type: ignore[arg-type]
+
+        verified.add_done_callback(then)
+        return await locked
+
+    def _verifier(self) -> MicroBatcher[SignatureCheck, bool]:
         if self._verify is None:
             raise RuntimeError("this registry was made without verification (verifies=False)")
-        return await self._verify.submit(SignatureCheck(key, signature, message))
+        return self._verify
 
 
 class RegistryBacked:

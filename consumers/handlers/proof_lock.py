@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from consumers.handlers.base import Handler, ItemContext, PermanentError
 from consumers.handlers.device_registry import Lock, RegistryBacked
 from consumers.handlers.fields import Base64, ContentHash, DeviceId
-from events.ids import uuid5
+from consumers.handlers.signatures import SignatureCheck
+from events.ids import item_uuid5
 
 PROOF_NAMESPACE = UUID("8a3c2f51-64d7-4c0e-b1f9-2e5d7a90c413")
 
@@ -47,7 +48,7 @@ class ProofLockOutput(BaseModel):
 
 def proof_id(job_id: UUID, item_index: int) -> UUID:
     """The id of the proof an item locks: the same for every delivery of the item."""
-    return uuid5(PROOF_NAMESPACE, f"{job_id}/{item_index}")
+    return item_uuid5(PROOF_NAMESPACE, job_id, item_index)
 
 
 class ProofLockHandler(RegistryBacked, Handler[ProofLockInput, ProofLockOutput]):
@@ -66,29 +67,30 @@ class ProofLockHandler(RegistryBacked, Handler[ProofLockInput, ProofLockOutput])
                 "device_not_enrolled", f"device {item.device_id!r} is not enrolled"
             )
         signature = base64.b64decode(item.signature)
-        if not await self.registry.verify(key, signature, bytes.fromhex(item.content_hash)):
+        check = SignatureCheck(key, signature, bytes.fromhex(item.content_hash))
+        lock = Lock(
+            item.content_hash,
+            proof_id(context.job_id, context.item_index),
+            item.device_id,
+            signature,
+            item.captured_at,
+            context.job_id,
+            context.item_index,
+        )
+        row = await self.registry.verify_then_lock(check, lock)
+        if row is None:
             raise PermanentError(
                 "invalid_signature",
                 f"signature does not verify with device {item.device_id!r}'s key "
                 "over the 32 bytes of content_hash",
             )
-        row = await self.registry.lock(
-            Lock(
-                item.content_hash,
-                proof_id(context.job_id, context.item_index),
-                item.device_id,
-                signature,
-                item.captured_at,
-                context.job_id,
-                context.item_index,
-            )
-        )
         mine = (row.job_id, row.item_index) == (context.job_id, context.item_index)
         if not mine and row.device_id != item.device_id:
             raise PermanentError(
                 "already_locked", f"content_hash is locked by another device ({row.device_id!r})"
             )
-        return ProofLockOutput(
+        # The row's values come typed from the database: no validation needed.
+        return ProofLockOutput.model_construct(
             proof_id=row.proof_id,
             content_hash=row.content_hash,
             device_id=row.device_id,

@@ -1,3 +1,4 @@
+import uuid
 from uuid import uuid4
 
 from events import ids
@@ -25,3 +26,12 @@ def test_every_outcome_of_an_item_shares_one_id():
 def test_job_submitted_id_is_deterministic():
     job = uuid4()
     assert f.job_submitted(job, 1).event_id == f.job_submitted(job, 2).event_id
+
+
+def test_fast_uuid5_functions_agree_with_the_standard_library():
+    namespace = uuid4()
+    for job in (uuid4(), uuid4()):
+        for index in (0, 1, 99, 123_456_789):
+            expected = uuid.uuid5(namespace, f"{job}/{index}")
+            assert ids.uuid5(namespace, f"{job}/{index}") == expected
+            assert ids.item_uuid5(namespace, job, index) == expected
