@@ -57,18 +57,20 @@ class MicroBatcher(Generic[Req, Res]):
         max_batch: int = 1000,
         in_process: bool = False,
         queue_ahead: bool = False,
+        workers: int = 1,
     ):
         """``in_process``: run batches in a child process (``run_batch`` and the requests
         must then be picklable). ``queue_ahead``: while a batch runs, queue the next one as
         soon as a quarter of a batch is waiting, so that the executor starts it the moment
         the first ends, without waiting for the event loop to take the first one's results
-        (a busy event loop takes tens of milliseconds to). Batches still run one at a time,
-        in order."""
+        (a busy event loop takes tens of milliseconds to). ``workers``: batches run on this
+        many threads or processes at once, so in no particular order (one: in order)."""
         self._run_batch = run_batch
         self._name = name
         self._max_batch = max_batch
         self._in_process = in_process
-        self._depth = 2 if queue_ahead else 1
+        self._workers = workers
+        self._depth = workers + (1 if queue_ahead else 0)
         self._ahead_at = max(1, max_batch // 4)
         self._running: set[asyncio.Task[None]] = set()
         self._busy_since = 0.0
@@ -84,10 +86,13 @@ class MicroBatcher(Generic[Req, Res]):
     def start(self) -> None:
         if self._in_process:
             spawn = multiprocessing.get_context("spawn")  # never fork a running event loop
-            self._executor = ProcessPoolExecutor(1, mp_context=spawn, initializer=_die_with_parent)
-            self._executor.submit(self._run_batch, [])  # spawn it now, not in an item's time
+            self._executor = ProcessPoolExecutor(
+                self._workers, mp_context=spawn, initializer=_die_with_parent
+            )
+            for _ in range(self._workers):  # spawn them now, not in an item's time
+                self._executor.submit(self._run_batch, [])
         else:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
+            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix=self._name)
         self._loop_ = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._loop(), name=self._name)
 

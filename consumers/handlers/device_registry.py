@@ -1,6 +1,6 @@
 """The registry as the handlers use it: async, batched, with a cache of public keys."""
 
-import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -13,7 +13,7 @@ from consumers.handlers.registry_store import (
     ProofRow,
     RegistryStore,
 )
-from consumers.handlers.signatures import SignatureCheck, verify_all
+from consumers.handlers.verified_locks import LockedProof, LockRequest, verify_then_lock_all
 from streaming.settings import DatabaseSettings
 
 T = TypeVar("T")
@@ -25,10 +25,11 @@ PUBLIC_KEY_CACHE_SIZE = 1_000_000
 
 class DeviceRegistry:
     """Batches every kind of request separately, each on a connection (thread) of its own, so
-    a batch of key lookups never waits behind a batch of locks. Signatures are verified in a
-    process of its own: verification is CPU-bound, and beside the event loop's thread it would
-    spend much of its time waiting for the GIL. A device's key never changes once enrolled
-    (another key is a conflict), so found keys are cached."""
+    a batch of key lookups never waits behind a batch of locks. Proof locks are verified and
+    written by two processes of their own (``verified_locks``): verification is CPU-bound, and
+    beside the event loop's thread it, and the lock's Python, would wait for the GIL. A
+    device's key never changes once enrolled (another key is a conflict), so found keys are
+    cached."""
 
     def __init__(
         self,
@@ -44,15 +45,19 @@ class DeviceRegistry:
         self._keys: dict[str, bytes] = {}
         self.enroll = self._batched("enroll", lambda store: store.enroll).submit
         self._public_keys = self._batched("public-keys", lambda store: store.public_keys).submit
-        # A worker never has two locks of one hash in flight (they share a routing key).
-        self._lock = self._batched("lock", lambda store: store.lock, queue_ahead=True)
         self.look_up = self._batched("look-up", lambda store: store.look_up).submit
-        self._verify: MicroBatcher[SignatureCheck, bool] | None = None
+        self._verify_lock: MicroBatcher[LockRequest, LockedProof | None] | None = None
         if verifies:
-            self._verify = MicroBatcher(
-                verify_all, name="verify", in_process=verify_in_process, queue_ahead=True
+            # A worker never has two locks of one hash in flight (they share a routing key),
+            # so a batch may be queued ahead of the one running.
+            self._verify_lock = MicroBatcher(
+                functools.partial(verify_then_lock_all, self._database_url),
+                name="verify-lock",
+                in_process=verify_in_process,
+                queue_ahead=True,
+                workers=2,  # one verifies while the other waits for PostgreSQL
             )
-            self._batchers.append(self._verify)
+            self._batchers.append(self._verify_lock)
 
     def _batched(
         self,
@@ -89,32 +94,11 @@ class DeviceRegistry:
             self._keys[device_id] = key
         return key
 
-    async def verify_then_lock(self, check: SignatureCheck, lock: Lock) -> ProofRow | None:
-        """``lock(lock)`` when the signature verifies, else None: the lock joins the next
-        batch as soon as its verification is known, and the item waits once, not twice."""
-        verified = self._verifier().submit_nowait(check)
-        locked: asyncio.Future[ProofRow | None] = asyncio.get_running_loop().create_future()
-
-        def then(verification: asyncio.Future[bool]) -> None:
-            exc = None if verification.cancelled() else verification.exception()
-            if locked.done():  # the item gave up (timeout, shutdown)
-                return
-            if verification.cancelled():
-                locked.cancel()
-            elif exc is not None:
-                locked.set_exception(exc)
-            elif not verification.result():
-                locked.set_result(None)
-            else:
-                self._lock.answer_into(lock, locked)  # type: ignore[arg-type]
-
-        verified.add_done_callback(then)
-        return await locked
-
-    def _verifier(self) -> MicroBatcher[SignatureCheck, bool]:
-        if self._verify is None:
+    async def verify_then_lock(self, request: LockRequest) -> LockedProof | None:
+        """Lock the proof when its signature verifies (the hash's row), else None."""
+        if self._verify_lock is None:
             raise RuntimeError("this registry was made without verification (verifies=False)")
-        return self._verify
+        return await self._verify_lock.submit(request)
 
 
 class RegistryBacked:

@@ -16,10 +16,10 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from consumers.handlers.base import Handler, ItemContext, PermanentError
-from consumers.handlers.device_registry import Lock, RegistryBacked
+from consumers.handlers.device_registry import RegistryBacked
 from consumers.handlers.fields import Base64, ContentHash, DeviceId
-from consumers.handlers.signatures import SignatureCheck
-from events.ids import item_uuid5
+from consumers.handlers.verified_locks import LockRequest
+from events.ids import item_uuid5, job_id_text
 
 PROOF_NAMESPACE = UUID("8a3c2f51-64d7-4c0e-b1f9-2e5d7a90c413")
 
@@ -66,32 +66,33 @@ class ProofLockHandler(RegistryBacked, Handler[ProofLockInput, ProofLockOutput])
             raise PermanentError(
                 "device_not_enrolled", f"device {item.device_id!r} is not enrolled"
             )
-        signature = base64.b64decode(item.signature)
-        check = SignatureCheck(key, signature, bytes.fromhex(item.content_hash))
-        lock = Lock(
-            item.content_hash,
-            proof_id(context.job_id, context.item_index),
-            item.device_id,
-            signature,
-            item.captured_at,
-            context.job_id,
-            context.item_index,
+        job = job_id_text(context.job_id)
+        row = await self.registry.verify_then_lock(
+            LockRequest(
+                key,
+                base64.b64decode(item.signature),
+                item.content_hash,
+                str(proof_id(context.job_id, context.item_index)),
+                item.device_id,
+                item.captured_at,
+                job,
+                context.item_index,
+            )
         )
-        row = await self.registry.verify_then_lock(check, lock)
         if row is None:
             raise PermanentError(
                 "invalid_signature",
                 f"signature does not verify with device {item.device_id!r}'s key "
                 "over the 32 bytes of content_hash",
             )
-        mine = (row.job_id, row.item_index) == (context.job_id, context.item_index)
+        mine = (row.job_id, row.item_index) == (job, context.item_index)
         if not mine and row.device_id != item.device_id:
             raise PermanentError(
                 "already_locked", f"content_hash is locked by another device ({row.device_id!r})"
             )
         # The row's values come typed from the database: no validation needed.
         return ProofLockOutput.model_construct(
-            proof_id=row.proof_id,
+            proof_id=UUID(row.proof_id),
             content_hash=row.content_hash,
             device_id=row.device_id,
             captured_at=row.captured_at,

@@ -8,7 +8,6 @@ strict ``crypto_sign_open``: it also refuses non-canonical signatures and small-
 """
 
 import hashlib
-from typing import NamedTuple
 
 from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
 from nacl.exceptions import BadSignatureError
@@ -35,17 +34,3 @@ def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     except BadSignatureError:
         return False
     return True
-
-
-class SignatureCheck(NamedTuple):
-    """Raw bytes in a tuple: checks travel to the verifying process, and tuples pickle
-    a hundred times faster than dataclasses."""
-
-    public_key: bytes
-    signature: bytes
-    message: bytes
-
-
-def verify_all(checks: list[SignatureCheck]) -> list[bool]:
-    """A batch for a ``MicroBatcher``."""
-    return [verify(*check) for check in checks]
