@@ -60,15 +60,10 @@ class DeviceRegistry:
             self._batchers.append(self._verify_lock)
 
     def _batched(
-        self,
-        name: str,
-        method: Callable[[RegistryStore], Callable[[list[T]], list[R]]],
-        queue_ahead: bool = False,
+        self, name: str, method: Callable[[RegistryStore], Callable[[list[T]], list[R]]]
     ) -> MicroBatcher[T, R]:
         store = RegistryStore(self._database_url)
-        batcher: MicroBatcher[T, R] = MicroBatcher(
-            method(store), name=f"registry-{name}", queue_ahead=queue_ahead
-        )
+        batcher: MicroBatcher[T, R] = MicroBatcher(method(store), name=f"registry-{name}")
         self._stores.append(store)
         self._batchers.append(batcher)
         return batcher
