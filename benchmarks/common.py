@@ -7,8 +7,9 @@ import subprocess
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -158,3 +159,20 @@ def wait_ready(base: str, timeout_s: float = 60, check: Callable[[], None] = lam
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the API at {base} was not ready within {timeout_s:.0f}s")
+
+
+def post_ndjson(
+    http: httpx.Client, job_type: str, chunks: Iterable[bytes]
+) -> tuple[float, dict[str, Any]]:
+    """Upload ``chunks`` as one NDJSON batch; seconds to the 202, and its body."""
+    started = time.perf_counter()
+    response = http.post(
+        "/batch/jobs",
+        params={"job_type": job_type},
+        content=chunks,
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return elapsed, body

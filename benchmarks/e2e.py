@@ -41,6 +41,7 @@ from benchmarks.common import (
     fresh_settings,
     machine,
     peak_rss_mb,
+    post_ndjson,
     services,
     wait_ready,
 )
@@ -108,15 +109,8 @@ def run_ours(items: int, database_url: str) -> dict[str, Any]:
             base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600
         ) as http:
             started = time.perf_counter()
-            response = http.post(
-                "/batch/jobs",
-                params={"job_type": "noop"},
-                content=ndjson(items),
-                headers={"Content-Type": "application/x-ndjson"},
-            )
-            accepted_s = time.perf_counter() - started
-            assert response.status_code == 202, response.text
-            job_id = response.json()["batch_job_id"]
+            accepted_s, accepted = post_ndjson(http, "noop", ndjson(items))
+            job_id = accepted["batch_job_id"]
         while True:
             with engine.connect() as conn:
                 status = conn.execute(

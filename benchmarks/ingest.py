@@ -23,7 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from sqlalchemy.orm import sessionmaker
 
-from benchmarks.common import free_port, fresh_settings, machine, peak_rss_mb, services, wait_ready
+from benchmarks.common import (
+    free_port,
+    fresh_settings,
+    machine,
+    peak_rss_mb,
+    post_ndjson,
+    services,
+    wait_ready,
+)
 from consumers.registry import job_types
 from ingest_api.api_keys import create_key
 from storage.engine import make_engine
@@ -105,28 +113,12 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
             response = http.post("/batch/jobs", json=body)
             json_s = time.perf_counter() - started
             assert response.status_code == 202, response.text
-            started = time.perf_counter()
-            response = http.post(
-                "/batch/jobs",
-                params={"job_type": "query"},
-                content=ndjson_chunks(items),
-                headers={"Content-Type": "application/x-ndjson"},
-            )
-            ndjson_s = time.perf_counter() - started
-            assert response.status_code == 202, response.text
+            ndjson_s, _ = post_ndjson(http, "query", ndjson_chunks(items))
             print(f"{requests:,} POSTs of 10 items from 50 clients ...", flush=True)
             p99, p50, requests_per_s = asyncio.run(concurrent_posts(base, headers, requests, 50))
             print(f"uploading {upload_items:,} items as NDJSON ...", flush=True)
-            started = time.perf_counter()
-            response = http.post(
-                "/batch/jobs",
-                params={"job_type": "query"},
-                content=ndjson_chunks(upload_items),
-                headers={"Content-Type": "application/x-ndjson"},
-            )
-            upload_s = time.perf_counter() - started
-            assert response.status_code == 202, response.text
-            assert response.json()["total_items"] == upload_items
+            upload_s, accepted = post_ndjson(http, "query", ndjson_chunks(upload_items))
+            assert accepted["total_items"] == upload_items
         rss = peak_rss_mb(api.pid)
     finally:
         api.terminate()

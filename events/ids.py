@@ -15,22 +15,25 @@ NAMESPACE = UUID("5d0f6c3e-2f4b-4e51-9a43-7f1d2a8b9c01")
 def uuid5(namespace: UUID, name: str) -> UUID:
     """RFC 4122 UUIDv5, as ``uuid.uuid5`` computes it, in about half the time (it is on the
     per-item hot path of the workers)."""
-    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    return UUID(bytes=bytes(digest))
+    return _from_sha1(hashlib.sha1(namespace.bytes + name.encode()))
 
 
 @functools.lru_cache(maxsize=4096)
-def _job_part(namespace: UUID, job_id: UUID) -> "hashlib._Hash":
+def job_hash(namespace: UUID, job_id: str) -> "hashlib._Hash":
+    """SHA-1 over ``namespace`` and ``f"{job_id}/"``: the part every per-item UUIDv5 of a
+    job shares, hashed once per job (copy it, then add the item's part)."""
     return hashlib.sha1(namespace.bytes + f"{job_id}/".encode())
 
 
 def item_uuid5(namespace: UUID, job_id: UUID, item_index: int) -> UUID:
     """``uuid5(namespace, f"{job_id}/{item_index}")``, with the job's part of the hash
     computed once per job (per-item ids of a handler's records)."""
-    hashed = _job_part(namespace, job_id).copy()
+    hashed = job_hash(namespace, job_id_text(job_id)).copy()
     hashed.update(str(item_index).encode())
+    return _from_sha1(hashed)
+
+
+def _from_sha1(hashed: "hashlib._Hash") -> UUID:
     digest = bytearray(hashed.digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80

@@ -6,29 +6,21 @@ the worker has already validated; ``tests/unit/test_outcome_wire.py`` holds them
 models (every field, decoded back through the one codec).
 """
 
-import functools
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
 
-from events.ids import NAMESPACE, job_id_text
+from events.ids import NAMESPACE, job_hash, job_id_text
 
-_NAMESPACE_BYTES = NAMESPACE.bytes
 _OPTIONS = orjson.OPT_UTC_Z
-
-
-@functools.lru_cache(maxsize=4096)
-def _job_prefix(job_id: str) -> Any:
-    return hashlib.sha1(_NAMESPACE_BYTES + f"{job_id}/".encode())
 
 
 def item_event_id(job_id: str, item_index: int, kind: str) -> str:
     """``str(events.ids.uuid5(NAMESPACE, f"{job_id}/{item_index}/{kind}"))``, without the
     UUID objects, and with the job's part of the hash computed once per job."""
-    digest = _job_prefix(job_id).copy()
+    digest = job_hash(NAMESPACE, job_id).copy()
     digest.update(f"{item_index}/{kind}".encode())
     h = digest.hexdigest()
     variant = "89ab"[int(h[16], 16) & 0x3]

@@ -4,8 +4,8 @@ A handler that needs a database round trip or CPU-bound work per item would othe
 for it per item on the event loop. A ``MicroBatcher`` gathers what the items in flight ask
 for while the previous batch runs, hands the whole batch to a blocking function on a thread
 of its own (database drivers release the GIL there) or in a process of its own (CPU-bound
-work: no GIL to share), and answers each item with its own result. One batch runs at a
-time per batcher (the next may wait queued in its executor); items keep their order.
+work: no GIL to share), and answers each item with its own result. With one worker (the
+default) batches run one at a time, in order; the next may wait queued in the executor.
 """
 
 import asyncio
@@ -78,7 +78,6 @@ class MicroBatcher(Generic[Req, Res]):
         self._wake = asyncio.Event()
         self._executor: Executor | None = None
         self._task: asyncio.Task[None] | None = None
-        self._loop_: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         self.requests = 0
         self.busy_s = 0.0
@@ -93,7 +92,6 @@ class MicroBatcher(Generic[Req, Res]):
                 self._executor.submit(self._run_batch, [])
         else:
             self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix=self._name)
-        self._loop_ = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._loop(), name=self._name)
 
     async def stop(self) -> None:
@@ -122,25 +120,13 @@ class MicroBatcher(Generic[Req, Res]):
             self._executor = None
 
     async def submit(self, request: Req) -> Res:
-        return await self.submit_nowait(request)
-
-    def submit_nowait(self, request: Req) -> "asyncio.Future[Res]":
-        """Queue ``request``; the future is its result."""
-        if self._task is None or self._loop_ is None:
-            raise BatcherStopped(f"{self._name} is not running")
-        future: asyncio.Future[Res] = self._loop_.create_future()
-        self.answer_into(request, future)
-        return future
-
-    def answer_into(self, request: Req, future: "asyncio.Future[Res]") -> None:
-        """Queue ``request`` and answer it into ``future``, a future made elsewhere: a
-        request can follow another's result without its item waking up in between."""
         if self._task is None:
-            future.set_exception(BatcherStopped(f"{self._name} is not running"))
-            return
+            raise BatcherStopped(f"{self._name} is not running")
+        future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
         if not self._running or len(self._pending) == self._ahead_at:
             self._wake.set()
+        return await future
 
     async def _loop(self) -> None:
         while True:

@@ -8,7 +8,6 @@ from consumers.handlers.batching import MicroBatcher
 from consumers.handlers.registry_store import (
     DeviceRow,
     Enrollment,
-    Lock,
     Lookup,
     ProofRow,
     RegistryStore,
@@ -128,7 +127,6 @@ __all__ = [
     "DeviceRegistry",
     "DeviceRow",
     "Enrollment",
-    "Lock",
     "Lookup",
     "ProofRow",
     "RegistryBacked",

@@ -3,7 +3,9 @@
 import asyncio
 import time
 
-from consumers.handlers.batching import MicroBatcher
+import pytest
+
+from consumers.handlers.batching import BatcherStopped, MicroBatcher
 
 
 async def test_concurrent_requests_share_a_batch_and_keep_their_answers():
@@ -24,27 +26,30 @@ async def test_concurrent_requests_share_a_batch_and_keep_their_answers():
         await batcher.stop()
 
 
-async def test_a_request_answered_into_a_future_made_elsewhere():
-    first: MicroBatcher[int, int] = MicroBatcher(lambda b: [n + 1 for n in b], name="first")
-    second: MicroBatcher[int, str] = MicroBatcher(lambda b: [f"<{n}>" for n in b], name="second")
-    first.start()
-    second.start()
+async def test_a_request_given_up_is_left_out_and_a_stopped_batcher_refuses():
+    seen: list[list[int]] = []
+
+    def slow(batch: list[int]) -> list[int]:
+        seen.append(batch)
+        time.sleep(0.1)
+        return batch
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(slow, name="slow")
+    batcher.start()
     try:
-        final: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        given_up: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        given_up.cancel()  # its item timed out: the batch skips it
-        first.submit_nowait(41).add_done_callback(
-            lambda done: second.answer_into(done.result(), final)
-        )
-        second.answer_into(7, given_up)
-        assert await asyncio.wait_for(final, 5) == "<42>"
+        first = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.02)  # its batch runs
+        given_up = asyncio.create_task(batcher.submit(7))
+        kept = asyncio.create_task(batcher.submit(8))
+        await asyncio.sleep(0)
+        given_up.cancel()  # its item timed out while it waited: the next batch skips it
+        assert (await first, await kept) == (1, 8)
         assert given_up.cancelled()
+        assert seen == [[1], [8]]
     finally:
-        await first.stop()
-        await second.stop()
-    stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    second.answer_into(1, stopped)
-    assert isinstance(stopped.exception(), Exception)
+        await batcher.stop()
+    with pytest.raises(BatcherStopped):
+        await batcher.submit(1)
 
 
 async def test_a_full_batch_queued_ahead_starts_without_the_event_loop():
@@ -63,9 +68,9 @@ async def test_a_full_batch_queued_ahead_starts_without_the_event_loop():
         )
         batcher.start()
         try:
-            first = [batcher.submit_nowait(n) for n in range(10)]
+            first = [asyncio.create_task(batcher.submit(n)) for n in range(10)]
             await asyncio.sleep(0.02)  # the first batch runs
-            second = [batcher.submit_nowait(n) for n in range(10, 20)]
+            second = [asyncio.create_task(batcher.submit(n)) for n in range(10, 20)]
             await asyncio.sleep(0.02)
             time.sleep(0.4)  # the event loop is busy elsewhere
             busy_until = time.monotonic()
