@@ -2,8 +2,9 @@
 
 Nothing a handler does escapes from here: every path ends in exactly one outcome event,
 returned encoded (``events.outcome_wire``: this is the hot path). Everything a handler
-supplies is made valid here first: its output is checked against its output model, and
-error codes and messages are brought within the contract.
+supplies is made valid here first: its output is checked against its output model (unless
+it is a ``JsonOutput``, which its handler's tests hold to the model), and error codes and
+messages are brought within the contract.
 """
 
 import asyncio
@@ -18,7 +19,13 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from consumers.deadlines import Deadlines, current_task
-from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
+from consumers.handlers.base import (
+    Handler,
+    ItemContext,
+    JsonOutput,
+    PermanentError,
+    TransientError,
+)
 from events import outcome_wire
 from events.models import ItemSubmitted
 from streaming.metrics import series_of
@@ -84,6 +91,8 @@ def cancelled(job_id: UUID, item_index: int) -> Outcome:
 
 
 def _output(handler: Handler, output: Any) -> dict[str, Any]:  # type: ignore[type-arg]
+    if type(output) is JsonOutput:
+        return output
     model = handler.output_model
     if not isinstance(output, model):
         output = model.model_validate(output)
@@ -96,7 +105,7 @@ async def _call(
     item: Any,  # type: ignore[type-arg]
     context: ItemContext,
     deadlines: Deadlines | None,
-) -> BaseModel:
+) -> BaseModel | JsonOutput:
     if deadlines is None:
         async with asyncio.timeout(handler.timeout_s):
             return await handler.handle(item, context)

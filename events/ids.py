@@ -25,12 +25,14 @@ def job_hash(namespace: UUID, job_id: str) -> "hashlib._Hash":
     return hashlib.sha1(namespace.bytes + f"{job_id}/".encode())
 
 
-def item_uuid5(namespace: UUID, job_id: UUID, item_index: int) -> UUID:
-    """``uuid5(namespace, f"{job_id}/{item_index}")``, with the job's part of the hash
-    computed once per job (per-item ids of a handler's records)."""
-    hashed = job_hash(namespace, job_id_text(job_id)).copy()
-    hashed.update(str(item_index).encode())
-    return _from_sha1(hashed)
+def item_uuid5_text(namespace: UUID, job_id: str, item_part: str) -> str:
+    """``str(uuid5(namespace, f"{job_id}/{item_part}"))`` without the UUID objects, with the
+    job's part of the hash computed once per job: per-item ids on the workers' hot path."""
+    hashed = job_hash(namespace, job_id).copy()
+    hashed.update(item_part.encode())
+    h = hashed.hexdigest()
+    variant = "89ab"[int(h[16], 16) & 0x3]
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 def _from_sha1(hashed: "hashlib._Hash") -> UUID:

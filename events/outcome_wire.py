@@ -12,19 +12,14 @@ from uuid import UUID
 
 import orjson
 
-from events.ids import NAMESPACE, job_hash, job_id_text
+from events.ids import NAMESPACE, item_uuid5_text, job_id_text
 
 _OPTIONS = orjson.OPT_UTC_Z
 
 
 def item_event_id(job_id: str, item_index: int, kind: str) -> str:
-    """``str(events.ids.uuid5(NAMESPACE, f"{job_id}/{item_index}/{kind}"))``, without the
-    UUID objects, and with the job's part of the hash computed once per job."""
-    digest = job_hash(NAMESPACE, job_id).copy()
-    digest.update(f"{item_index}/{kind}".encode())
-    h = digest.hexdigest()
-    variant = "89ab"[int(h[16], 16) & 0x3]
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    """``str(events.ids.uuid5(NAMESPACE, f"{job_id}/{item_index}/{kind}"))``."""
+    return item_uuid5_text(NAMESPACE, job_id, f"{item_index}/{kind}")
 
 
 def outcome_id(job_id: str, item_index: int) -> str:

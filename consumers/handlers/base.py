@@ -7,7 +7,7 @@ be idempotent: handling the same item twice must give the same outcome and no ex
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -26,6 +26,14 @@ class ItemContext:
     job_id: UUID
     item_index: int
     attempt: int = 1
+
+
+class JsonOutput(dict[str, Any]):
+    """An output already in the form the outcome event carries: what
+    ``output_model.model_dump(mode="json")`` gives, except that datetimes may stay datetimes
+    (the encoder writes them as the model does). The worker sends it without validating it,
+    saving a model per item on a hot path; so it is for outputs built from values the handler
+    trusts (rows typed by the database), and a test must hold it to the output model."""
 
 
 class PermanentError(Exception):
@@ -66,5 +74,5 @@ class Handler(ABC, Generic[In, Out]):
         """Release what ``start`` acquired."""
 
     @abstractmethod
-    async def handle(self, item: In, context: ItemContext) -> Out:
+    async def handle(self, item: In, context: ItemContext) -> Out | JsonOutput:
         """Process one item. Raise PermanentError or TransientError to fail it."""

@@ -8,11 +8,13 @@ from consumers.handlers.batching import MicroBatcher
 from consumers.handlers.registry_store import (
     DeviceRow,
     Enrollment,
+    LockedProof,
+    LockRequest,
     Lookup,
     ProofRow,
     RegistryStore,
 )
-from consumers.handlers.verified_locks import LockedProof, LockRequest, verify_then_lock_all
+from consumers.handlers.verified_locks import verify_then_lock_all
 from streaming.settings import DatabaseSettings
 
 T = TypeVar("T")

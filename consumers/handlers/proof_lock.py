@@ -15,11 +15,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from consumers.handlers.base import Handler, ItemContext, PermanentError
+from consumers.handlers.base import Handler, ItemContext, JsonOutput, PermanentError
 from consumers.handlers.device_registry import RegistryBacked
 from consumers.handlers.fields import Base64, ContentHash, DeviceId
-from consumers.handlers.verified_locks import LockRequest
-from events.ids import item_uuid5, job_id_text
+from events.ids import item_uuid5_text, job_id_text
 
 PROOF_NAMESPACE = UUID("8a3c2f51-64d7-4c0e-b1f9-2e5d7a90c413")
 
@@ -46,9 +45,13 @@ class ProofLockOutput(BaseModel):
     already_locked: bool
 
 
+def proof_id_text(job_id: str, item_index: int) -> str:
+    """The id of the proof an item locks, the same for every delivery of the item."""
+    return item_uuid5_text(PROOF_NAMESPACE, job_id, str(item_index))
+
+
 def proof_id(job_id: UUID, item_index: int) -> UUID:
-    """The id of the proof an item locks: the same for every delivery of the item."""
-    return item_uuid5(PROOF_NAMESPACE, job_id, item_index)
+    return UUID(proof_id_text(str(job_id), item_index))
 
 
 class ProofLockHandler(RegistryBacked, Handler[ProofLockInput, ProofLockOutput]):
@@ -60,23 +63,23 @@ class ProofLockHandler(RegistryBacked, Handler[ProofLockInput, ProofLockOutput])
     def routing_key(self, item: ProofLockInput, *, job_id: UUID, item_index: int) -> str:
         return item.content_hash  # locks of one hash are arbitrated in order
 
-    async def handle(self, item: ProofLockInput, context: ItemContext) -> ProofLockOutput:
+    async def handle(self, item: ProofLockInput, context: ItemContext) -> JsonOutput:
         key = await self.registry.public_key(item.device_id)
         if key is None:
             raise PermanentError(
                 "device_not_enrolled", f"device {item.device_id!r} is not enrolled"
             )
-        job = job_id_text(context.job_id)
+        job, index = job_id_text(context.job_id), context.item_index
         row = await self.registry.verify_then_lock(
-            LockRequest(
+            (
                 key,
                 base64.b64decode(item.signature),
                 item.content_hash,
-                str(proof_id(context.job_id, context.item_index)),
+                proof_id_text(job, index),
                 item.device_id,
                 item.captured_at,
                 job,
-                context.item_index,
+                index,
             )
         )
         if row is None:
@@ -85,17 +88,18 @@ class ProofLockHandler(RegistryBacked, Handler[ProofLockInput, ProofLockOutput])
                 f"signature does not verify with device {item.device_id!r}'s key "
                 "over the 32 bytes of content_hash",
             )
-        mine = (row.job_id, row.item_index) == (job, context.item_index)
-        if not mine and row.device_id != item.device_id:
+        content_hash, locked_proof_id, device_id, captured_at, locked_at, by_job, by_index = row
+        mine = by_job == job and by_index == index
+        if not mine and device_id != item.device_id:
             raise PermanentError(
-                "already_locked", f"content_hash is locked by another device ({row.device_id!r})"
+                "already_locked", f"content_hash is locked by another device ({device_id!r})"
             )
-        # The row's values come typed from the database: no validation needed.
-        return ProofLockOutput.model_construct(
-            proof_id=UUID(row.proof_id),
-            content_hash=row.content_hash,
-            device_id=row.device_id,
-            captured_at=row.captured_at,
-            locked_at=row.locked_at,
+        # The row's values come typed from the database (tests hold this to the model).
+        return JsonOutput(
+            proof_id=locked_proof_id,
+            content_hash=content_hash,
+            device_id=device_id,
+            captured_at=captured_at,
+            locked_at=locked_at,
             already_locked=not mine,
         )

@@ -9,7 +9,7 @@ published for a win that could still be lost.
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import psycopg2
@@ -42,15 +42,15 @@ class DeviceRow:
     proofs_count: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Lock:
-    content_hash: str
-    proof_id: UUID
-    device_id: str
-    signature: bytes
-    captured_at: datetime | None
-    job_id: UUID
-    item_index: int
+# A proof lock crosses a process boundary per item (``verified_locks``), so its request and
+# its answer are plain tuples (a NamedTuple pickles four times slower), with text ids.
+LockRequest: TypeAlias = tuple[bytes, bytes, str, str, str, datetime | None, str, int]
+"""``(public_key, signature, content_hash, proof_id, device_id, captured_at, job_id,
+item_index)``: ``signature`` by the device's ``public_key`` over the hash's 32 bytes."""
+
+LockedProof: TypeAlias = tuple[str, str, str, datetime | None, datetime, str, int]
+"""``(content_hash, proof_id, device_id, captured_at, locked_at, job_id, item_index)``: the
+hash's row, written by this request or by whichever item locked the hash first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,10 @@ RETURNING content_hash, job_id::text, item_index, locked_at
 """
 PROOF_COLUMNS = "content_hash, proof_id, device_id, captured_at, locked_at, job_id, item_index"
 PROOFS_BY_HASH = f"SELECT {PROOF_COLUMNS} FROM proofs WHERE content_hash = ANY(%s)"
+LOCKED_PROOFS = """
+SELECT content_hash, proof_id::text, device_id, captured_at, locked_at, job_id::text, item_index
+FROM proofs WHERE content_hash = ANY(%s)
+"""
 PROOFS_BY_ID = f"SELECT {PROOF_COLUMNS} FROM proofs WHERE proof_id = ANY(%s::uuid[])"
 
 
@@ -204,50 +208,46 @@ class RegistryStore:
         result: list[bytes | None] = self._transaction(work)
         return result
 
-    def lock(self, requests: list[Lock]) -> list[ProofRow]:
-        """Insert the proofs not locked yet; answer each request with the hash's row."""
+    def lock(self, requests: list[LockRequest]) -> list[LockedProof]:
+        """Insert the proofs not locked yet; answer each request with the hash's row. The
+        requests' signatures must have been verified."""
 
-        def work(cur: Any) -> list[ProofRow]:
+        def work(cur: Any) -> list[LockedProof]:
+            _, signatures, hashes, proof_ids, devices, captured, jobs, indexes = zip(
+                *requests, strict=True
+            )
             cur.execute(
                 LOCK,
                 (
-                    [r.content_hash for r in requests],
-                    [str(r.proof_id) for r in requests],
-                    [r.device_id for r in requests],
-                    [r.signature.hex() for r in requests],
-                    [r.captured_at for r in requests],
-                    [str(r.job_id) for r in requests],
-                    [r.item_index for r in requests],
+                    list(hashes),
+                    list(proof_ids),
+                    list(devices),
+                    [signature.hex() for signature in signatures],
+                    list(captured),
+                    list(jobs),
+                    list(indexes),
                 ),
             )
-            written = {row[0]: row[1:] for row in cur.fetchall()}
-            answers: list[ProofRow | None] = []
-            for r in requests:
-                row = written.get(r.content_hash)
-                if row is not None and (row[0], row[1]) == (str(r.job_id), r.item_index):
+            written = {row[0]: row for row in cur.fetchall()}
+            answers: list[LockedProof | None] = []
+            for _, _, content_hash, proof_id, device_id, captured_at, job, index in requests:
+                row = written.get(content_hash)
+                if row is not None and row[1] == job and row[2] == index:
                     answers.append(
-                        ProofRow(
-                            r.content_hash,
-                            r.proof_id,
-                            r.device_id,
-                            r.captured_at,
-                            row[2],
-                            r.job_id,
-                            r.item_index,
-                        )
+                        (content_hash, proof_id, device_id, captured_at, row[3], job, index)
                     )
                 else:
                     answers.append(None)
-            others = {r.content_hash for r, a in zip(requests, answers, strict=True) if a is None}
+            others = {r[2] for r, a in zip(requests, answers, strict=True) if a is None}
             if others:
-                cur.execute(PROOFS_BY_HASH, (list(others),))
-                rows = {row[0]: _proof(row) for row in cur.fetchall()}
-                answers = [
-                    a or rows[r.content_hash] for r, a in zip(requests, answers, strict=True)
-                ]
+                cur.execute(LOCKED_PROOFS, (list(others),))
+                rows = {row[0]: row for row in cur.fetchall()}
+                answers = [a or rows[r[2]] for r, a in zip(requests, answers, strict=True)]
             return answers  # type: ignore[return-value]
 
-        result: list[ProofRow] = self._transaction(work)
+        if not requests:
+            return []
+        result: list[LockedProof] = self._transaction(work)
         return result
 
     def look_up(self, lookups: list[Lookup]) -> list[ProofRow | DeviceRow | None]:

@@ -7,13 +7,15 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
-from consumers.handlers.base import Handler, ItemContext, PermanentError
+from consumers.handlers.base import Handler, ItemContext, JsonOutput, PermanentError
 from consumers.handlers.device_registry import DeviceRegistry
 from consumers.handlers.enrollment import EnrollmentHandler
 from consumers.handlers.proof_lock import ProofLockHandler, proof_id
 from consumers.handlers.query import QueryHandler
+from events import outcome_wire
 from tests.support.devices import Device, b64, new_hash
 
 
@@ -30,7 +32,14 @@ def context() -> ItemContext:
 
 
 async def run(handler: Handler, item: dict, ctx: ItemContext | None = None):  # type: ignore[type-arg]
-    return await handler.handle(handler.input_model.model_validate(item), ctx or context())
+    """Handle one item; the output as its model, after holding a ``JsonOutput`` to it."""
+    output = await handler.handle(handler.input_model.model_validate(item), ctx or context())
+    model = handler.output_model.model_validate(output)
+    if isinstance(output, JsonOutput):  # sent as is: it must be what the model would send
+        event = outcome_wire.succeeded(uuid.uuid4(), 0, attempts=1, duration_ms=0, output=output)
+        sent = orjson.loads(event)
+        assert sent["output"] == model.model_dump(mode="json")
+    return model
 
 
 async def fails(handler: Handler, item: dict, code: str) -> str:  # type: ignore[type-arg]

@@ -34,4 +34,4 @@ def test_fast_uuid5_functions_agree_with_the_standard_library():
         for index in (0, 1, 99, 123_456_789):
             expected = uuid.uuid5(namespace, f"{job}/{index}")
             assert ids.uuid5(namespace, f"{job}/{index}") == expected
-            assert ids.item_uuid5(namespace, job, index) == expected
+            assert ids.item_uuid5_text(namespace, str(job), str(index)) == str(expected)

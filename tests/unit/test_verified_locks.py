@@ -7,18 +7,15 @@ import uuid
 
 import pytest
 
-from consumers.handlers.verified_locks import (
-    LockRequest,
-    RegistryUnavailable,
-    verify_then_lock_all,
-)
+from consumers.handlers.registry_store import LockRequest
+from consumers.handlers.verified_locks import RegistryUnavailable, verify_then_lock_all
 from tests.support.devices import Device
 
 UNREACHABLE = "postgresql://nobody:secret@127.0.0.1:1/none"
 
 
 def _request(device: Device, content_hash: str, signature: bytes) -> LockRequest:
-    return LockRequest(
+    return (
         device.raw_public_key,
         signature,
         content_hash,
