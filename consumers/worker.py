@@ -32,7 +32,14 @@ from consumers.deadlines import Deadlines
 from consumers.handlers.base import Handler
 from consumers.lanes import KeyedDispatcher
 from consumers.offsets import PartitionOffsets
-from consumers.processing import Outcome, RetryPolicy, cancelled, failed, process_item
+from consumers.processing import (
+    Outcome,
+    RetryPolicy,
+    cancelled,
+    failed,
+    process_item,
+    typed_items,
+)
 from consumers.settings import WorkerSettings
 from events.codec import EventDecodeError, decode_expecting
 from events.models import ItemSubmitted
@@ -95,6 +102,7 @@ class Worker:
         self.revoked: set[TopicPartition] = set()
         self.counts: Counter[str] = Counter()
         self.series = series_of(handler.job_type)
+        self.typed_items = typed_items(handler)
         self.dispatcher: KeyedDispatcher[Work] = KeyedDispatcher(
             self._process,
             concurrency=settings.worker_concurrency,
@@ -187,7 +195,7 @@ class Worker:
         ack = partial(work.offsets.ack, record.offset)
         try:
             event = decode_expecting(
-                ItemSubmitted, record.value, max_bytes=self.settings.worker_max_event_bytes
+                self.typed_items, record.value, max_bytes=self.settings.worker_max_event_bytes
             )
         except EventDecodeError as exc:
             address = item_address(exc.payload)

@@ -7,9 +7,9 @@ import pytest
 from pydantic import BaseModel
 
 from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
-from consumers.processing import RetryPolicy, error_code
+from consumers.processing import RetryPolicy, error_code, typed_items
 from consumers.processing import process_item as process_to_bytes
-from events.codec import decode
+from events.codec import decode, decode_expecting, encode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded
 
 
@@ -118,6 +118,32 @@ async def test_invalid_input_fails_without_calling_the_handler(payload):
     outcome = await process_item(handler, submitted(payload), FAST)
     assert isinstance(outcome, ItemFailed)
     assert outcome.error_code == "invalid_input" and handler.calls == 0
+
+
+@pytest.mark.parametrize("payload", [{"n": "many"}, {}, {"n": 1, "extra": True}])
+async def test_a_record_decoded_with_typed_items_has_the_same_outcome(payload):
+    """Decoded with the handler's typed ``ItemSubmitted``, a valid item arrives validated; an
+    invalid one falls back to the plain model and fails with the same message as before."""
+
+    class Strict(In):
+        model_config = {"extra": "forbid"}
+
+    handler = Scripted()
+    handler.input_model = Strict  # type: ignore[misc]
+    typed = typed_items(handler)
+    valid = decode_expecting(typed, encode(submitted()))
+    assert isinstance(valid, typed) and valid.input == Strict(n=21)
+    assert isinstance(await process_item(handler, valid, FAST), ItemSucceeded)
+
+    event = submitted(payload)
+    invalid = decode_expecting(typed, encode(event))
+    assert type(invalid) is ItemSubmitted and invalid == event
+    outcome = await process_item(handler, invalid, FAST)
+    plain = await process_item(Scripted(), submitted(payload), FAST)
+    assert isinstance(outcome, ItemFailed) and outcome.error_code == "invalid_input"
+    assert handler.calls == 1
+    if payload != {"n": 1, "extra": True}:  # Scripted's own In ignores extra fields
+        assert outcome.error_message == plain.error_message
 
 
 def test_backoff_grows_and_is_capped():
