@@ -51,6 +51,7 @@ def proof_id_text(job_id: str, item_index: int) -> str:
 
 
 def proof_id(job_id: UUID, item_index: int) -> UUID:
+    """``proof_id_text`` as a UUID."""
     return UUID(proof_id_text(str(job_id), item_index))
 
 

@@ -104,6 +104,7 @@ RETURNING content_hash, job_id::text, item_index, locked_at
 """
 PROOF_COLUMNS = "content_hash, proof_id, device_id, captured_at, locked_at, job_id, item_index"
 PROOFS_BY_HASH = f"SELECT {PROOF_COLUMNS} FROM proofs WHERE content_hash = ANY(%s)"
+# The rows of hashes locked by other items, as ``LockedProof`` has them (ids as text).
 LOCKED_PROOFS = """
 SELECT content_hash, proof_id::text, device_id, captured_at, locked_at, job_id::text, item_index
 FROM proofs WHERE content_hash = ANY(%s)
