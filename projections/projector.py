@@ -19,7 +19,7 @@ from events.codec import EventDecodeError, decode_expecting
 from events.models import Event, ItemSubmitted, ItemSucceeded, JobSubmitted
 from projections.fold import Changes
 from projections.settings import ProjectorSettings
-from projections.writer import ProjectionWriter
+from projections.writer import ProjectionWriter, StagedChanges
 from streaming.metrics import PROJECTOR_BATCH, PROJECTOR_EVENTS, PROJECTOR_WRITE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ class Projector:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fold batch N+1 while batch N is written: psycopg2 releases the GIL while
-        PostgreSQL works, so decoding and writing overlap. Writes stay in order."""
+        """Fold and stage batch N+1 while batch N is written: psycopg2 releases the GIL while
+        PostgreSQL works, so the Python work (decoding, folding, building the COPY text) and
+        PostgreSQL's overlap. Writes stay in order."""
         writing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
@@ -70,9 +71,14 @@ class Projector:
                 if not batch:
                     continue
                 changes = self.fold(batch)
+                staged = self.writer.stage(changes)
                 if writing is not None:
                     await writing
-                writing = asyncio.create_task(self._write(changes))
+                writing = asyncio.create_task(self._write(staged, changes))
+                # Let it start (hand the batch to its thread) before folding the next one:
+                # fetched records are returned without suspending, so otherwise the write
+                # would only begin at the next ``await writing``, after the fold.
+                await asyncio.sleep(0)
         finally:
             if writing is not None:
                 await writing
@@ -99,9 +105,9 @@ class Projector:
                 changes.advance(tp.topic, tp.partition, record.offset)
         return changes
 
-    async def _write(self, changes: Changes) -> None:
+    async def _write(self, staged: StagedChanges, changes: Changes) -> None:
         started = time.perf_counter()
-        await asyncio.to_thread(self.writer.write, changes)
+        await asyncio.to_thread(self.writer.write, staged)
         PROJECTOR_WRITE_SECONDS.observe(time.perf_counter() - started)
         PROJECTOR_BATCH.observe(changes.events)
         PROJECTOR_EVENTS.inc(changes.events)

@@ -9,6 +9,7 @@ Committing all of it at once is what makes the effect exactly-once.
 """
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg2.extensions import connection as PgConnection
@@ -159,6 +160,23 @@ SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projectio
 SWAP_LOCK = 0x61_6F_62_73  # advisory lock: writes share it, a table swap takes it alone
 
 
+def _copy(cur: Any, statement: str, rows: str) -> None:
+    """COPY in one read of the text: psycopg2 reads it in 8 KiB pieces by default, and each
+    piece waits for the GIL, which the projector's fold of the next batch holds."""
+    cur.copy_expert(statement, io.StringIO(rows), size=len(rows) + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedChanges:
+    """A batch of changes in the form it is sent in: COPY text for the staging tables, the
+    jobs to refresh, the positions to store."""
+
+    job_rows: str
+    item_rows: str
+    job_ids: list[str]
+    positions: list[tuple[str, str, int, int]]
+
+
 class ProjectionSwitched(Exception):
     """A shadow replay swapped the tables in: resume from the new tables' positions."""
 
@@ -196,44 +214,48 @@ class ProjectionWriter:
         self.conn.commit()
         return {(topic, partition): offset for topic, partition, offset in rows}
 
-    def write(self, changes: Changes) -> None:
+    def stage(self, changes: Changes) -> StagedChanges:
+        """The changes as the writer sends them. Pure Python, no I/O: the projector stages
+        batch N+1 on its own thread while batch N is written."""
+        job_ids = {str(job_id) for job_id in changes.jobs}
+        job_ids.update(str(i.job_id) for i in changes.items.values() if i.status)
+        return StagedChanges(
+            job_rows=job_lines(changes.jobs.values()) if changes.jobs else "",
+            item_rows=item_lines(changes.items.values()) if changes.items else "",
+            job_ids=sorted(job_ids),
+            positions=[
+                (self.projection, topic, partition, offset)
+                for (topic, partition), offset in sorted(changes.positions.items())
+            ],
+        )
+
+    def write(self, changes: Changes | StagedChanges) -> None:
+        """Apply a batch in one transaction (staging it first if it is not staged)."""
+        staged = changes if isinstance(changes, StagedChanges) else self.stage(changes)
         try:
             with self.conn.cursor() as cur:
                 if self.follow_swaps:
                     cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWAP_LOCK,))
                     if self._epoch(cur) != self.epoch:
                         raise ProjectionSwitched("the projected tables were swapped")
-                self._apply(cur, changes)
+                self._apply(cur, staged)
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
             raise
 
-    def _apply(self, cur: Any, changes: Changes) -> None:
-        job_ids = {str(job_id) for job_id in changes.jobs}
-        if changes.jobs:
-            cur.copy_expert(
-                "COPY stage_jobs FROM STDIN", io.StringIO(job_lines(changes.jobs.values()))
-            )
+    def _apply(self, cur: Any, staged: StagedChanges) -> None:
+        if staged.job_rows:
+            _copy(cur, "COPY stage_jobs FROM STDIN", staged.job_rows)
             cur.execute(UPSERT_JOBS)
-        if changes.items:
-            cur.copy_expert(
-                "COPY stage_items FROM STDIN", io.StringIO(item_lines(changes.items.values()))
-            )
+        if staged.item_rows:
+            _copy(cur, "COPY stage_items FROM STDIN", staged.item_rows)
             cur.execute(UPSERT_SUBMITTED_ITEMS)
             cur.execute(APPLY_OUTCOMES)
-            job_ids.update(str(i.job_id) for i in changes.items.values() if i.status)
-        if job_ids:
-            ids = sorted(job_ids)
-            cur.execute(REFRESH_JOBS, {"ids": ids})
-            cur.execute(INSERT_RESULTS, {"ids": ids})
-        if changes.positions:
+        if staged.job_ids:
+            cur.execute(REFRESH_JOBS, {"ids": staged.job_ids})
+            cur.execute(INSERT_RESULTS, {"ids": staged.job_ids})
+        if staged.positions:
             execute_values(
-                cur,
-                SAVE_POSITIONS,
-                [
-                    (self.projection, topic, partition, offset)
-                    for (topic, partition), offset in sorted(changes.positions.items())
-                ],
-                template="(%s, %s, %s, %s, now())",
+                cur, SAVE_POSITIONS, staged.positions, template="(%s, %s, %s, %s, now())"
             )
