@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -26,14 +27,24 @@ log = logging.getLogger(__name__)
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, consumer: AIOKafkaConsumer, writer: ProjectionWriter):
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        writer: ProjectionWriter,
+        stored: Callable[[], Awaitable[None]] | None = None,
+    ):
+        """``stored``: waits until no batch is being written (the writer's connection is
+        shared, and the positions to seek to are those of the last committed batch)."""
         self.consumer = consumer
         self.writer = writer
+        self.stored = stored
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         pass  # every written batch already stored its positions
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.stored is not None:
+            await self.stored()
         stored = await asyncio.to_thread(self.writer.load_positions)
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition))
@@ -41,6 +52,20 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, offset)
+
+
+async def write_behind(
+    previous: "asyncio.Task[None] | None", write: Coroutine[Any, Any, None]
+) -> "asyncio.Task[None]":
+    """Wait for the previous write, then start ``write`` and let it begin (hand its batch to
+    its thread) before the caller folds the next batch. Without that first step it would
+    begin only at the caller's next suspension, after the fold: fetched records come back
+    from ``getmany`` without suspending."""
+    if previous is not None:
+        await previous
+    task = asyncio.create_task(write)
+    await asyncio.sleep(0)
+    return task
 
 
 class Projector:
@@ -51,12 +76,19 @@ class Projector:
         self.consumer = consumer
         self.writer = writer
         self.counts: Counter[str] = Counter()
+        self._storing: asyncio.Future[None] | None = None  # the batch PostgreSQL is writing
 
     def subscribe(self) -> None:
         self.consumer.subscribe(
             pattern=self.settings.topics.projected_pattern(),
-            listener=SeekToStoredPositions(self.consumer, self.writer),
+            listener=SeekToStoredPositions(self.consumer, self.writer, self.stored),
         )
+
+    async def stored(self) -> None:
+        """Wait until no batch is being written to PostgreSQL (whether or not it succeeds:
+        a failed write is rolled back, and reported by the loop)."""
+        if self._storing is not None:
+            await asyncio.wait([self._storing])
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fold and stage batch N+1 while batch N is written: psycopg2 releases the GIL while
@@ -72,13 +104,7 @@ class Projector:
                     continue
                 changes = self.fold(batch)
                 staged = self.writer.stage(changes)
-                if writing is not None:
-                    await writing
-                writing = asyncio.create_task(self._write(staged, changes))
-                # Let it start (hand the batch to its thread) before folding the next one:
-                # fetched records are returned without suspending, so otherwise the write
-                # would only begin at the next ``await writing``, after the fold.
-                await asyncio.sleep(0)
+                writing = await write_behind(writing, self._write(staged, changes))
         finally:
             if writing is not None:
                 await writing
@@ -107,7 +133,8 @@ class Projector:
 
     async def _write(self, staged: StagedChanges, changes: Changes) -> None:
         started = time.perf_counter()
-        await asyncio.to_thread(self.writer.write, staged)
+        self._storing = asyncio.ensure_future(asyncio.to_thread(self.writer.write, staged))
+        await self._storing
         PROJECTOR_WRITE_SECONDS.observe(time.perf_counter() - started)
         PROJECTOR_BATCH.observe(changes.events)
         PROJECTOR_EVENTS.inc(changes.events)

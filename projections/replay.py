@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from projections.app import lock_key
-from projections.projector import Projector
+from projections.projector import Projector, write_behind
 from projections.registry_rebuild import rebuild_registry
 from projections.settings import ProjectorSettings
 from projections.writer import SWAP_LOCK, ProjectionWriter
@@ -112,26 +112,34 @@ async def _fold_until(
     total = sum(targets.values())
     started = time.monotonic()
     remaining = dict(targets)
-    while remaining:
-        batch = await consumer.getmany(
-            *remaining, timeout_ms=500, max_records=projector.settings.projector_max_batch
-        )
-        for tp, records in batch.items():
-            end = remaining.get(tp)
-            if end is None:
-                continue
-            batch[tp] = [r for r in records if r.offset < end]
-        changes = projector.fold(batch)
-        if changes:
-            await asyncio.to_thread(projector.writer.write, changes)
-        folded = 0
-        for tp, end in targets.items():
-            position = await consumer.position(tp)
-            folded += min(position, end)
-            if tp in remaining and position >= end:  # (also past a trailing marker)
-                del remaining[tp]
-                consumer.pause(tp)
-        on_progress(Progress(folded, total, time.monotonic() - started))
+    writing: asyncio.Task[None] | None = None  # batch N is written while N+1 is folded
+    try:
+        while remaining:
+            batch = await consumer.getmany(
+                *remaining, timeout_ms=500, max_records=projector.settings.projector_max_batch
+            )
+            for tp, records in batch.items():
+                end = remaining.get(tp)
+                if end is None:
+                    continue
+                batch[tp] = [r for r in records if r.offset < end]
+            changes = projector.fold(batch)
+            if changes:
+                staged = projector.writer.stage(changes)
+                writing = await write_behind(
+                    writing, asyncio.to_thread(projector.writer.write, staged)
+                )
+            folded = 0
+            for tp, end in targets.items():
+                position = await consumer.position(tp)
+                folded += min(position, end)
+                if tp in remaining and position >= end:  # (also past a trailing marker)
+                    del remaining[tp]
+                    consumer.pause(tp)
+            on_progress(Progress(folded, total, time.monotonic() - started))
+    finally:
+        if writing is not None:
+            await writing
     return Progress(total, total, time.monotonic() - started)
 
 
