@@ -133,7 +133,9 @@ class Projector:
 
     async def _write(self, staged: StagedChanges, changes: Changes) -> None:
         started = time.perf_counter()
-        self._storing = asyncio.ensure_future(asyncio.to_thread(self.writer.write, staged))
+        # Handed to the thread now (a task wrapping ``to_thread`` would only start later).
+        loop = asyncio.get_running_loop()
+        self._storing = loop.run_in_executor(None, self.writer.write, staged)
         await self._storing
         PROJECTOR_WRITE_SECONDS.observe(time.perf_counter() - started)
         PROJECTOR_BATCH.observe(changes.events)

@@ -36,11 +36,13 @@ async def test_a_write_has_begun_when_write_behind_returns_and_writes_stay_in_or
 class BlockingWriter:
     def __init__(self) -> None:
         self.may_finish = threading.Event()
+        self.started = threading.Event()
         self.loaded_while_writing = False
         self.writing = False
 
     def write(self, staged: StagedChanges) -> None:
         self.writing = True
+        self.started.set()
         self.may_finish.wait(5)
         self.writing = False
 
@@ -76,3 +78,14 @@ async def test_an_assignment_reads_positions_only_after_the_batch_being_written(
     writer.may_finish.set()
     await asyncio.gather(writing, assigning)
     assert consumer.seeks == [(tp, 7)] and not writer.loaded_while_writing
+
+
+async def test_the_projectors_write_is_on_its_thread_when_write_behind_returns():
+    writer = BlockingWriter()
+    projector = Projector(ProjectorSettings(), Consumer(), writer)  # type: ignore[arg-type]
+    staged = StagedChanges(job_rows="", item_rows="", job_ids=[], positions=[])
+    writing = await write_behind(None, projector._write(staged, Changes()))
+    # without giving the event loop a turn, as a fold would not
+    assert writer.started.wait(2)
+    writer.may_finish.set()
+    await writing
