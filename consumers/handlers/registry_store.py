@@ -100,7 +100,7 @@ SELECT h, pid, d, decode(s, 'hex'), c, now(), j, i
 FROM unnest(%s::text[], %s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::uuid[],
             %s::int[]) AS t(h, pid, d, s, c, j, i)
 ON CONFLICT DO NOTHING
-RETURNING content_hash, job_id::text, item_index, locked_at
+RETURNING content_hash, job_id::text, item_index, locked_at, captured_at
 """
 PROOF_COLUMNS = "content_hash, proof_id, device_id, captured_at, locked_at, job_id, item_index"
 PROOFS_BY_HASH = f"SELECT {PROOF_COLUMNS} FROM proofs WHERE content_hash = ANY(%s)"
@@ -231,12 +231,11 @@ class RegistryStore:
             )
             written = {row[0]: row for row in cur.fetchall()}
             answers: list[LockedProof | None] = []
-            for _, _, content_hash, proof_id, device_id, captured_at, job, index in requests:
+            for _, _, content_hash, proof_id, device_id, _, job, index in requests:
                 row = written.get(content_hash)
                 if row is not None and row[1] == job and row[2] == index:
-                    answers.append(
-                        (content_hash, proof_id, device_id, captured_at, row[3], job, index)
-                    )
+                    # captured_at as stored (UTC), as a redelivery will read it back
+                    answers.append((content_hash, proof_id, device_id, row[4], row[3], job, index))
                 else:
                     answers.append(None)
             others = {r[2] for r, a in zip(requests, answers, strict=True) if a is None}
