@@ -14,6 +14,7 @@ batches in order. A bounded queue of closed batches gives back-pressure.
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,14 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
+
+from streaming.partitioning import partition_index
 
 log = logging.getLogger(__name__)
 
 Ack = Callable[[], None]
 MAX_CLOSED_PER_PARTITION = 8
-PARTITION_CACHE_SIZE = 100_000
 LARGE_MESSAGE = 64 * 1024
 
 
@@ -79,16 +80,15 @@ class BatchSender:
     def __init__(self, producer: AIOKafkaProducer, *, linger_s: float = 0.005):
         self.producer = producer
         self.linger_s = linger_s
-        self._partitioner = DefaultPartitioner()
-        self._partitions: dict[str, list[int]] = {}
+        self._partitions: dict[str, list[TopicPartition]] = {}  # by topic, in order
         self._outs: dict[TopicPartition, _PartitionOut] = {}
-        self._partition_cache: dict[tuple[str, bytes | None], TopicPartition] = {}
         self._failure: BaseException | None = None
         self._flusher: asyncio.Task[None] | None = None
 
     async def start(self, topics: list[str]) -> None:
         for topic in topics:
-            self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
+            numbers = sorted(await self.producer.partitions_for(topic))
+            self._partitions[topic] = [TopicPartition(topic, p) for p in numbers]
         self._flusher = asyncio.create_task(self._flush_periodically())
 
     def check(self) -> None:
@@ -104,13 +104,11 @@ class BatchSender:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         self.check()
-        tp = self._partition_cache.get((topic, key))
-        if tp is None:  # murmur2 is pure Python in aiokafka (~20 µs): once per key
-            partitions = self._partitions[topic]
-            tp = TopicPartition(topic, self._partitioner(key, partitions, partitions))
-            if len(self._partition_cache) >= PARTITION_CACHE_SIZE:
-                self._partition_cache.clear()
-            self._partition_cache[(topic, key)] = tp
+        partitions = self._partitions[topic]
+        if key is None:  # as the default partitioner does
+            tp = random.choice(partitions)
+        else:
+            tp = partitions[partition_index(key, len(partitions))]
         out = self._outs.get(tp)
         if out is None:
             out = self._outs[tp] = _PartitionOut(tp, self.producer)
