@@ -56,16 +56,11 @@ def validate_items(
 
 
 def item_message(
-    topics: Topics,
-    handler: Handler,
-    job_id: UUID,  # type: ignore[type-arg]
-    index: int,
-    payload: dict[str, Any] | bytes,
-    key: str,
+    topic: str, job_type: str, job_id: str, index: int, payload: dict[str, Any] | bytes, key: str
 ) -> Outgoing:
-    """``payload``: the validated input, as a dict or as its JSON."""
-    value = item_wire.submitted(job_id_text(job_id), index, handler.job_type, payload)
-    return Outgoing(topics.items(handler.job_type), key, value=value)
+    """``payload``: the validated input, as a dict or as its JSON. The topic and the job id's
+    text are the caller's, worked out once per batch (this runs per item)."""
+    return Outgoing(topic, key, value=item_wire.submitted(job_id, index, job_type, payload))
 
 
 def model_chunks(
@@ -76,12 +71,13 @@ def model_chunks(
     size: int = CHUNK,
 ) -> Iterator[list[Outgoing]]:
     """The ItemSubmitted messages of validated items, a chunk at a time."""
+    topic, job = topics.items(handler.job_type), job_id_text(job_id)
     for start in range(0, len(items), size):
         yield [
             item_message(
-                topics,
-                handler,
-                job_id,
+                topic,
+                handler.job_type,
+                job,
                 index,
                 item.model_dump(mode="json", exclude_none=True),
                 handler.routing_key(item, job_id=job_id, item_index=index),
@@ -106,4 +102,5 @@ def retry_item(
     else:
         payload = item.model_dump(mode="json", exclude_none=True)
         key = handler.routing_key(item, job_id=job_id, item_index=index)
-    return item_message(topics, handler, job_id, index, payload, key)
+    topic = topics.items(handler.job_type)
+    return item_message(topic, handler.job_type, job_id_text(job_id), index, payload, key)

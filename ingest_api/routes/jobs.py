@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from consumers.handlers.base import Handler
+from events.ids import job_id_text
 from events.models import JobCancelRequested, JobSubmitted
 from ingest_api import acceptance, queries
 from ingest_api.acceptance import request_hash
@@ -168,9 +169,11 @@ async def _submit_ndjson(
         )
         if accepted.published_at is None:
             # A retried upload keeps its first job id: its items are keyed and numbered alike.
+            topic, job_type = settings.topics.items(handler.job_type), handler.job_type
+            job = job_id_text(accepted.job_id)
             chunks = (
                 [
-                    item_message(settings.topics, handler, accepted.job_id, index, payload, key)
+                    item_message(topic, job_type, job, index, payload, key)
                     for index, (payload, key) in enumerate(chunk, start)
                 ]
                 for start, chunk in _numbered(spool.chunks(CHUNK))
