@@ -15,11 +15,14 @@ NAMESPACE = UUID("5d0f6c3e-2f4b-4e51-9a43-7f1d2a8b9c01")
 def uuid5(namespace: UUID, name: str) -> UUID:
     """RFC 4122 UUIDv5, as ``uuid.uuid5`` computes it, in about half the time (it is on the
     per-item hot path of the workers)."""
-    return _from_sha1(hashlib.sha1(namespace.bytes + name.encode()))
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return UUID(bytes=bytes(digest))
 
 
 @functools.lru_cache(maxsize=4096)
-def job_hash(namespace: UUID, job_id: str) -> "hashlib._Hash":
+def _job_hash(namespace: UUID, job_id: str) -> "hashlib._Hash":
     """SHA-1 over ``namespace`` and ``f"{job_id}/"``: the part every per-item UUIDv5 of a
     job shares, hashed once per job (copy it, then add the item's part)."""
     return hashlib.sha1(namespace.bytes + f"{job_id}/".encode())
@@ -28,18 +31,11 @@ def job_hash(namespace: UUID, job_id: str) -> "hashlib._Hash":
 def item_uuid5_text(namespace: UUID, job_id: str, item_part: str) -> str:
     """``str(uuid5(namespace, f"{job_id}/{item_part}"))`` without the UUID objects, with the
     job's part of the hash computed once per job: per-item ids on the workers' hot path."""
-    hashed = job_hash(namespace, job_id).copy()
+    hashed = _job_hash(namespace, job_id).copy()
     hashed.update(item_part.encode())
     h = hashed.hexdigest()
     variant = "89ab"[int(h[16], 16) & 0x3]
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
-
-
-def _from_sha1(hashed: "hashlib._Hash") -> UUID:
-    digest = bytearray(hashed.digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    return UUID(bytes=bytes(digest))
 
 
 @functools.lru_cache(maxsize=4096)
