@@ -34,8 +34,12 @@ def item_uuid5_text(namespace: UUID, job_id: str, item_part: str) -> str:
     hashed = _job_hash(namespace, job_id).copy()
     hashed.update(item_part.encode())
     h = hashed.hexdigest()
-    variant = "89ab"[int(h[16], 16) & 0x3]
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+# The variant's hex digit from the hash's (RFC 4122: its top two bits set to 10); a lookup
+# instead of int(digit, 16), which alone cost a third of an id.
+_VARIANT = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
 
 
 @functools.lru_cache(maxsize=4096)

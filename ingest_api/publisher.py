@@ -2,8 +2,7 @@
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -13,9 +12,9 @@ from events.models import Event
 from streaming.batch_sender import BatchSender, DeliveryFailed
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A message to publish: an event, or (the per-item hot path) its encoded bytes."""
+class Outgoing(NamedTuple):
+    """A message to publish: an event, or (the per-item hot path) its encoded bytes. (A
+    tuple: one is made per item, and a frozen dataclass took three times as long.)"""
 
     topic: str
     key: str
@@ -85,7 +84,9 @@ class KafkaEventPublisher:
         try:
             async with asyncio.timeout(self.timeout_s):
                 for m in messages:
-                    await sender.append(m.topic, m.key.encode(), m.encoded(), acknowledged)
+                    key, value = m.key.encode(), m.encoded()
+                    if not sender.append_nowait(m.topic, key, value, acknowledged):
+                        await sender.append(m.topic, key, value, acknowledged)
                 await done
         except (DeliveryFailed, KafkaError, TimeoutError) as exc:
             if self.sender is sender:

@@ -1,10 +1,11 @@
 """Turning an accepted batch into events: one JobSubmitted, then one ItemSubmitted per item,
 each item keyed by its handler's routing key."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from uuid import UUID
 
+import orjson
 from pydantic import ValidationError
 
 from consumers.handlers.base import Handler
@@ -55,52 +56,62 @@ def validate_items(
     return valid
 
 
-def item_message(
-    topic: str, job_type: str, job_id: str, index: int, payload: dict[str, Any] | bytes, key: str
-) -> Outgoing:
-    """``payload``: the validated input, as a dict or as its JSON. The topic and the job id's
-    text are the caller's, worked out once per batch (this runs per item)."""
-    return Outgoing(topic, key, value=item_wire.submitted(job_id, index, job_type, payload))
+Spooled = tuple[bytes, str]  # an item's validated input as JSON, and its routing key
 
 
-def model_chunks(
-    topics: Topics,
-    handler: Handler,
-    job_id: UUID,  # type: ignore[type-arg]
+def spooled_chunks(
+    handler: Handler,  # type: ignore[type-arg]
+    job_id: UUID,
     items: list[Any],
     size: int = CHUNK,
-) -> Iterator[list[Outgoing]]:
-    """The ItemSubmitted messages of validated items, a chunk at a time."""
-    topic, job = topics.items(handler.job_type), job_id_text(job_id)
+) -> Iterator[list[Spooled]]:
+    """Validated items as (input JSON, routing key), in order, a chunk at a time."""
+    to_json, routing_key = handler.input_model.__pydantic_serializer__.to_json, handler.routing_key
     for start in range(0, len(items), size):
         yield [
-            item_message(
-                topic,
-                handler.job_type,
-                job,
-                index,
-                item.model_dump(mode="json", exclude_none=True),
-                handler.routing_key(item, job_id=job_id, item_index=index),
-            )
+            (to_json(item, exclude_none=True), routing_key(item, job_id=job_id, item_index=index))
             for index, item in enumerate(items[start : start + size], start)
         ]
 
 
-def retry_item(
-    handler: Handler,
+def item_messages(
+    topic: str, encoder: item_wire.SubmittedEncoder, start: int, items: Iterable[Spooled]
+) -> list[Outgoing]:
+    """The ItemSubmitted messages of items numbered from ``start`` (this runs per item)."""
+    encode = encoder.encode
+    return [
+        Outgoing(topic, key, None, encode(index, payload))
+        for index, (payload, key) in enumerate(items, start)
+    ]
+
+
+def message_chunks(
     topics: Topics,
-    job_id: UUID,  # type: ignore[type-arg]
+    handler: Handler,  # type: ignore[type-arg]
+    job_id: UUID,
+    chunks: Iterable[list[Spooled]],
+) -> Iterator[list[Outgoing]]:
+    """The ItemSubmitted messages of a job's items, chunk by chunk, numbered from 0; the
+    topic and the job's part of every event are worked out once per chunk."""
+    topic, job = topics.items(handler.job_type), job_id_text(job_id)
+    start = 0
+    for chunk in chunks:
+        encoder = item_wire.SubmittedEncoder(job, handler.job_type)
+        yield item_messages(topic, encoder, start, chunk)
+        start += len(chunk)
+
+
+def retry_item(
+    handler: Handler,  # type: ignore[type-arg]
+    job_id: UUID,
     index: int,
     data: dict[str, Any] | None,
-) -> Outgoing:
-    """An ItemSubmitted of a retry job. An input that no longer validates keeps its raw form
-    (and fails again, for the same reason) under the default routing key."""
+) -> Spooled:
+    """An item of a retry job. An input that no longer validates keeps its raw form (and
+    fails again, for the same reason) under the default routing key."""
     try:
         item = handler.input_model.model_validate(data or {})
     except ValidationError:
-        payload, key = data or {}, f"{job_id}:{index}"
-    else:
-        payload = item.model_dump(mode="json", exclude_none=True)
-        key = handler.routing_key(item, job_id=job_id, item_index=index)
-    topic = topics.items(handler.job_type)
-    return item_message(topic, handler.job_type, job_id_text(job_id), index, payload, key)
+        return orjson.dumps(data or {}), f"{job_id}:{index}"
+    payload = handler.input_model.__pydantic_serializer__.to_json(item, exclude_none=True)
+    return payload, handler.routing_key(item, job_id=job_id, item_index=index)

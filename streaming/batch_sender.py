@@ -103,7 +103,37 @@ class BatchSender:
         ack: Ack,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        """Add a message to its partition's open batch, waiting while that partition has
+        ``MAX_CLOSED_PER_PARTITION`` batches queued (back-pressure)."""
+        if self.append_nowait(topic, key, value, ack, headers):
+            return
+        out = self._out(topic, key)
+        while not out.room.is_set():
+            await out.room.wait()
+            self.check()
+        if value is not None and len(value) > LARGE_MESSAGE:
+            await self._send_large(out.tp, key, value, ack, headers)
+            return
+        self._add(out, key, value, ack, headers)
+
+    def append_nowait(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        ack: Ack,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> bool:
+        """``append`` without a coroutine (a hot path's loop over many messages): True when
+        added; False, adding nothing, when it would have to wait (then ``await append``)."""
         self.check()
+        out = self._out(topic, key)
+        if not out.room.is_set() or (value is not None and len(value) > LARGE_MESSAGE):
+            return False
+        self._add(out, key, value, ack, headers)
+        return True
+
+    def _out(self, topic: str, key: bytes | None) -> _PartitionOut:
         partitions = self._partitions[topic]
         if key is None:  # as the default partitioner does
             tp = random.choice(partitions)
@@ -113,12 +143,16 @@ class BatchSender:
         if out is None:
             out = self._outs[tp] = _PartitionOut(tp, self.producer)
             out.task = asyncio.create_task(self._send_loop(out))
-        while not out.room.is_set():
-            await out.room.wait()
-            self.check()
-        if value is not None and len(value) > LARGE_MESSAGE:
-            await self._send_large(tp, key, value, ack, headers)
-            return
+        return out
+
+    def _add(
+        self,
+        out: _PartitionOut,
+        key: bytes | None,
+        value: bytes | None,
+        ack: Ack,
+        headers: list[tuple[str, bytes]] | None,
+    ) -> None:
         batch = out.open or out.new_batch()
         hdrs = headers or []
         if batch.builder.append(key=key, value=value, timestamp=None, headers=hdrs) is None:

@@ -1,8 +1,8 @@
 """/batch/jobs: submit a batch, list the caller's jobs, read a job, its items and its result,
 cancel it."""
 
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Iterable
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 import orjson
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from consumers.handlers.base import Handler
 from events.ids import job_id_text
+from events.item_wire import SubmittedEncoder
 from events.models import JobCancelRequested, JobSubmitted
 from ingest_api import acceptance, queries
 from ingest_api.acceptance import request_hash
@@ -46,16 +47,16 @@ from ingest_api.settings import ApiSettings
 from ingest_api.submission import (
     CHUNK,
     handler_for,
-    item_message,
-    model_chunks,
+    item_messages,
+    message_chunks,
     retry_item,
+    spooled_chunks,
     validate_items,
 )
 from ingest_api.upload import spool_ndjson
 from storage.tables import FINAL_JOB_STATUSES, AcceptedJob
 
 router = APIRouter(prefix="/batch/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
-T = TypeVar("T")
 
 ItemStatus = Literal["pending", "success", "failed", "cancelled"]
 JobStatus = Literal["pending", "processing", "completed", "cancelled", "failed"]
@@ -128,7 +129,8 @@ async def submit_job(
         session, user, handler, len(items), body.metadata, idempotency_key, digest
     )
     if accepted.published_at is None:  # new, or a first attempt that died mid-publish
-        chunks = model_chunks(settings.topics, handler, accepted.job_id, items)
+        spooled = spooled_chunks(handler, accepted.job_id, items)
+        chunks = message_chunks(settings.topics, handler, accepted.job_id, spooled)
         await _publish(session, publisher, settings, handler, user, accepted, body.metadata, chunks)
     return _accepted(accepted)
 
@@ -169,26 +171,11 @@ async def _submit_ndjson(
         )
         if accepted.published_at is None:
             # A retried upload keeps its first job id: its items are keyed and numbered alike.
-            topic, job_type = settings.topics.items(handler.job_type), handler.job_type
-            job = job_id_text(accepted.job_id)
-            chunks = (
-                [
-                    item_message(topic, job_type, job, index, payload, key)
-                    for index, (payload, key) in enumerate(chunk, start)
-                ]
-                for start, chunk in _numbered(spool.chunks(CHUNK))
-            )
+            chunks = message_chunks(settings.topics, handler, accepted.job_id, spool.chunks(CHUNK))
             await _publish(session, publisher, settings, handler, user, accepted, metadata, chunks)
     finally:
         spool.close()
     return _accepted(accepted)
-
-
-def _numbered(chunks: Iterator[list[T]]) -> Iterator[tuple[int, list[T]]]:
-    start = 0
-    for chunk in chunks:
-        yield start, chunk
-        start += len(chunk)
 
 
 def _metadata_param(text: str | None) -> dict[str, Any] | None:
@@ -380,6 +367,8 @@ async def retry_job(
         session, user, handler, original.failed_items, original.metadata, None, None
     )
 
+    topic = settings.topics.items(handler.job_type)
+
     async def failed_chunks() -> AsyncIterator[list[Outgoing]]:
         after, index = -1, 0
         while True:  # the failed items, a chunk at a time: memory stays bounded
@@ -388,10 +377,16 @@ async def retry_job(
             )
             if not chunk:
                 return
-            yield [
-                retry_item(handler, settings.topics, accepted.job_id, index + n, data)
-                for n, (_, data) in enumerate(chunk)
-            ]
+            encoder = SubmittedEncoder(job_id_text(accepted.job_id), handler.job_type)
+            yield item_messages(
+                topic,
+                encoder,
+                index,
+                [
+                    retry_item(handler, accepted.job_id, index + n, data)
+                    for n, (_, data) in enumerate(chunk)
+                ],
+            )
             index += len(chunk)
             after = chunk[-1][0]
 

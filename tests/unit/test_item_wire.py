@@ -1,7 +1,7 @@
 """The API's hot-path encoding of ItemSubmitted must say exactly what the contract says."""
 
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import orjson
 import pytest
@@ -39,3 +39,24 @@ def test_an_input_given_as_json_bytes_is_spliced_in_unchanged():
     assert orjson.loads(as_bytes)["input"] == payload
     assert decode(as_bytes).input == payload  # type: ignore[union-attr]
     assert as_bytes.split(b'"occurred_at"')[0] == as_dict.split(b'"occurred_at"')[0]
+
+
+def test_a_chunk_encoder_writes_what_orjson_writes_for_the_event():
+    job, at = str(uuid4()), datetime(2026, 11, 28, 21, 0, 5, 123456, tzinfo=UTC)
+    encoder = item_wire.SubmittedEncoder(job, 'odd "type"\\', occurred_at=at)
+    for index in (0, 7, 5_000_000):
+        payload = {"content_hash": "b" * 64, "label": 'tab\tquote"'}
+        expected = orjson.dumps(
+            {
+                "event_id": str(ids.item_submitted_id(UUID(job), index)),
+                "event_type": "ItemSubmitted",
+                "schema_version": 1,
+                "occurred_at": at,
+                "job_id": job,
+                "job_type": 'odd "type"\\',
+                "item_index": index,
+                "input": payload,
+            },
+            option=orjson.OPT_UTC_Z,
+        )
+        assert encoder.encode(index, orjson.dumps(payload)) == expected
