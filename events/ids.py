@@ -21,20 +21,26 @@ def uuid5(namespace: UUID, name: str) -> UUID:
     return UUID(bytes=bytes(digest))
 
 
-@functools.lru_cache(maxsize=4096)
-def _job_hash(namespace: UUID, job_id: str) -> "hashlib._Hash":
-    """SHA-1 over ``namespace`` and ``f"{job_id}/"``: the part every per-item UUIDv5 of a
-    job shares, hashed once per job (copy it, then add the item's part)."""
-    return hashlib.sha1(namespace.bytes + f"{job_id}/".encode())
+class ItemUuid5:
+    """``str(uuid5(namespace, f"{job_id}/{item_part}"))`` for the items of jobs, without
+    UUID objects: per-item ids on the hot paths (the API's submissions, the workers'
+    outcomes). The job's part of the hash is computed once per job and remembered by the
+    job id's text (hashing a UUID key runs Python code; a str's hash is cached)."""
 
+    def __init__(self, namespace: UUID):
+        prefix = namespace.bytes
 
-def item_uuid5_text(namespace: UUID, job_id: str, item_part: str) -> str:
-    """``str(uuid5(namespace, f"{job_id}/{item_part}"))`` without the UUID objects, with the
-    job's part of the hash computed once per job: per-item ids on the workers' hot path."""
-    hashed = _job_hash(namespace, job_id).copy()
-    hashed.update(item_part.encode())
-    h = hashed.hexdigest()
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+        @functools.lru_cache(maxsize=4096)
+        def job_hash(job_id: str) -> "hashlib._Hash":
+            return hashlib.sha1(prefix + f"{job_id}/".encode())
+
+        self._job_hash = job_hash
+
+    def text(self, job_id: str, item_part: str) -> str:
+        hashed = self._job_hash(job_id).copy()
+        hashed.update(item_part.encode())
+        h = hashed.hexdigest()
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 # The variant's hex digit from the hash's (RFC 4122: its top two bits set to 10); a lookup

@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from consumers.handlers.base import Handler, ItemContext, JsonOutput, PermanentError
 from consumers.handlers.device_registry import RegistryBacked
 from consumers.handlers.fields import Base64, ContentHash, DeviceId
-from events.ids import item_uuid5_text, job_id_text
+from events.ids import ItemUuid5, job_id_text
 
 PROOF_NAMESPACE = UUID("8a3c2f51-64d7-4c0e-b1f9-2e5d7a90c413")
+_PROOF_IDS = ItemUuid5(PROOF_NAMESPACE)
 
 
 class ProofLockInput(BaseModel):
@@ -47,7 +48,7 @@ class ProofLockOutput(BaseModel):
 
 def proof_id_text(job_id: str, item_index: int) -> str:
     """The id of the proof an item locks, the same for every delivery of the item."""
-    return item_uuid5_text(PROOF_NAMESPACE, job_id, str(item_index))
+    return _PROOF_IDS.text(job_id, str(item_index))
 
 
 def proof_id(job_id: UUID, item_index: int) -> UUID:

@@ -34,4 +34,4 @@ def test_fast_uuid5_functions_agree_with_the_standard_library():
         for index in [*range(200), 123_456_789]:  # every hex digit at the variant's place
             expected = uuid.uuid5(namespace, f"{job}/{index}")
             assert ids.uuid5(namespace, f"{job}/{index}") == expected
-            assert ids.item_uuid5_text(namespace, str(job), str(index)) == str(expected)
+            assert ids.ItemUuid5(namespace).text(str(job), str(index)) == str(expected)
