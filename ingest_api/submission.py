@@ -44,9 +44,10 @@ def validate_items(
         raise TooLarge(f"{len(items)} items exceed the limit of {max_items} per request")
     valid: list[Any] = []
     errors: list[dict[str, Any]] = []
+    validate = handler.input_model.__pydantic_validator__.validate_python  # = model_validate
     for index, item in enumerate(items):
         try:
-            valid.append(handler.input_model.model_validate(item))
+            valid.append(validate(item))
         except ValidationError as exc:
             note_invalid(errors, index, exc)
     if errors:

@@ -22,8 +22,12 @@ class QueryInput(BaseModel):
 
     @model_validator(mode="after")
     def exactly_one_key(self) -> Self:
-        given = [v for v in (self.content_hash, self.proof_id, self.device_id) if v is not None]
-        if len(given) != 1:
+        keys = (
+            (self.content_hash is not None)
+            + (self.proof_id is not None)
+            + (self.device_id is not None)
+        )
+        if keys != 1:
             raise ValueError("give exactly one of content_hash, proof_id, device_id")
         return self
 
