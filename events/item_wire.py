@@ -3,12 +3,13 @@ a batch): the JSON ``encode(ItemSubmitted.new(...))`` would write, from an input
 type's model has already validated, in a microsecond or two instead of twenty.
 ``tests/unit/test_item_wire.py`` holds it to the model, byte for byte."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from events.outcome_wire import item_event_id
+from events.ids import ITEM_IDS
 
 _OPTIONS = orjson.OPT_UTC_Z
 
@@ -20,7 +21,7 @@ class SubmittedEncoder:
 
     def __init__(self, job_id: str, job_type: str, occurred_at: datetime | None = None):
         occurred = orjson.dumps(occurred_at or datetime.now(UTC), option=_OPTIONS)
-        self._job_id = job_id
+        self.job_id = job_id
         self._after_id = (
             b'","event_type":"ItemSubmitted","schema_version":1,"occurred_at":'
             + occurred
@@ -33,13 +34,17 @@ class SubmittedEncoder:
 
     def encode(self, item_index: int, input_json: bytes) -> bytes:
         """``input_json``: the validated input as compact JSON, spliced in unchanged."""
-        event_id = item_event_id(self._job_id, item_index, "submitted").encode()
-        return b'{"event_id":"%s%s%d,"input":%s}' % (
-            event_id,
-            self._after_id,
-            item_index,
-            input_json,
-        )
+        return self.encode_all(item_index, [input_json])[0]
+
+    def encode_all(self, start: int, inputs: Sequence[bytes]) -> list[bytes]:
+        """The events of consecutive items numbered from ``start``, from their inputs."""
+        indexes = range(start, start + len(inputs))
+        event_ids = ITEM_IDS.ascii_texts(self.job_id, [b"%d/submitted" % i for i in indexes])
+        after_id = self._after_id
+        return [
+            b'{"event_id":"%s%s%d,"input":%s}' % (event_id, after_id, index, input_json)
+            for event_id, index, input_json in zip(event_ids, indexes, inputs, strict=True)
+        ]
 
 
 def submitted(

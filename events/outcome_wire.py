@@ -12,17 +12,14 @@ from uuid import UUID
 
 import orjson
 
-from events.ids import NAMESPACE, ItemUuid5, job_id_text
+from events.ids import ITEM_IDS, job_id_text
 
 _OPTIONS = orjson.OPT_UTC_Z
 
 
-_ITEM_IDS = ItemUuid5(NAMESPACE)
-
-
 def item_event_id(job_id: str, item_index: int, kind: str) -> str:
     """``str(events.ids.uuid5(NAMESPACE, f"{job_id}/{item_index}/{kind}"))``."""
-    return _ITEM_IDS.text(job_id, f"{item_index}/{kind}")
+    return ITEM_IDS.text(job_id, f"{item_index}/{kind}")
 
 
 def outcome_id(job_id: str, item_index: int) -> str:

@@ -1,14 +1,14 @@
 """Turning an accepted batch into events: one JobSubmitted, then one ItemSubmitted per item,
 each item keyed by its handler's routing key."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
 import orjson
 from pydantic import ValidationError
 
-from consumers.handlers.base import Handler
+from consumers.handlers.base import Handler, default_routing_keys
 from consumers.processing import validation_message
 from consumers.registry import UnknownJobType, handler_class
 from events import item_wire
@@ -57,7 +57,23 @@ def validate_items(
     return valid
 
 
-Spooled = tuple[bytes, str]  # an item's validated input as JSON, and its routing key
+# A chunk of validated items: their inputs as JSON, and their routing keys, or None for the
+# default keys (which follow from the job and the index: ``default_routing_keys``).
+SpooledChunk = tuple[list[bytes], list[str] | None]
+
+
+def spooled_chunk(
+    handler: Handler,  # type: ignore[type-arg]
+    job_id: UUID,
+    start: int,
+    items: Sequence[Any],
+) -> SpooledChunk:
+    """Validated items numbered from ``start`` as a spooled chunk."""
+    to_json = handler.input_model.__pydantic_serializer__.to_json
+    payloads = [to_json(item, exclude_none=True) for item in items]
+    if not handler.keys_by_item():
+        return payloads, None
+    return payloads, handler.routing_keys(items, job_id=job_id, start=start)
 
 
 def spooled_chunks(
@@ -65,32 +81,27 @@ def spooled_chunks(
     job_id: UUID,
     items: list[Any],
     size: int = CHUNK,
-) -> Iterator[list[Spooled]]:
-    """Validated items as (input JSON, routing key), in order, a chunk at a time."""
-    to_json, routing_key = handler.input_model.__pydantic_serializer__.to_json, handler.routing_key
+) -> Iterator[SpooledChunk]:
     for start in range(0, len(items), size):
-        yield [
-            (to_json(item, exclude_none=True), routing_key(item, job_id=job_id, item_index=index))
-            for index, item in enumerate(items[start : start + size], start)
-        ]
+        yield spooled_chunk(handler, job_id, start, items[start : start + size])
 
 
 def item_messages(
-    topic: str, encoder: item_wire.SubmittedEncoder, start: int, items: Iterable[Spooled]
+    topic: str, encoder: item_wire.SubmittedEncoder, start: int, chunk: SpooledChunk
 ) -> list[Outgoing]:
-    """The ItemSubmitted messages of items numbered from ``start`` (this runs per item)."""
-    encode = encoder.encode
-    return [
-        Outgoing(topic, key, None, encode(index, payload))
-        for index, (payload, key) in enumerate(items, start)
-    ]
+    """The ItemSubmitted messages of a chunk of items numbered from ``start``."""
+    payloads, keys = chunk
+    if keys is None:
+        keys = default_routing_keys(encoder.job_id, start, len(payloads))
+    values = encoder.encode_all(start, payloads)
+    return [Outgoing(topic, key, None, value) for key, value in zip(keys, values, strict=True)]
 
 
 def message_chunks(
     topics: Topics,
     handler: Handler,  # type: ignore[type-arg]
     job_id: UUID,
-    chunks: Iterable[list[Spooled]],
+    chunks: Iterable[SpooledChunk],
 ) -> Iterator[list[Outgoing]]:
     """The ItemSubmitted messages of a job's items, chunk by chunk, numbered from 0; the
     topic and the job's part of every event are worked out once per chunk."""
@@ -99,20 +110,26 @@ def message_chunks(
     for chunk in chunks:
         encoder = item_wire.SubmittedEncoder(job, handler.job_type)
         yield item_messages(topic, encoder, start, chunk)
-        start += len(chunk)
+        start += len(chunk[0])
 
 
-def retry_item(
+def retry_chunk(
     handler: Handler,  # type: ignore[type-arg]
     job_id: UUID,
-    index: int,
-    data: dict[str, Any] | None,
-) -> Spooled:
-    """An item of a retry job. An input that no longer validates keeps its raw form (and
+    start: int,
+    inputs: list[dict[str, Any] | None],
+) -> SpooledChunk:
+    """Items of a retry job. An input that no longer validates keeps its raw form (and
     fails again, for the same reason) under the default routing key."""
-    try:
-        item = handler.input_model.model_validate(data or {})
-    except ValidationError:
-        return orjson.dumps(data or {}), f"{job_id}:{index}"
-    payload = handler.input_model.__pydantic_serializer__.to_json(item, exclude_none=True)
-    return payload, handler.routing_key(item, job_id=job_id, item_index=index)
+    to_json = handler.input_model.__pydantic_serializer__.to_json
+    payloads, keys = [], []
+    for index, data in enumerate(inputs, start):
+        try:
+            item = handler.input_model.model_validate(data or {})
+        except ValidationError:
+            payloads.append(orjson.dumps(data or {}))
+            keys.append(f"{job_id}:{index}")
+        else:
+            payloads.append(to_json(item, exclude_none=True))
+            keys.append(handler.routing_key(item, job_id=job_id, item_index=index))
+    return payloads, keys

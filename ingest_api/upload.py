@@ -7,6 +7,7 @@ job is then published from the spool a chunk at a time.
 """
 
 import hashlib
+import itertools
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
@@ -17,47 +18,47 @@ from pydantic import ValidationError
 
 from consumers.handlers.base import Handler
 from ingest_api.errors import InvalidBatch, TooLarge
-from ingest_api.submission import MAX_REPORTED_ERRORS, note_invalid
+from ingest_api.submission import MAX_REPORTED_ERRORS, SpooledChunk, note_invalid, spooled_chunk
 
 SPOOL_IN_MEMORY = 8 << 20
 
 
 class Spool:
-    """One line per item: its routing key as a JSON string, a tab, its normalised input as
-    JSON (neither can hold a raw tab or newline). Written in blocks."""
+    """One line per item: its normalised input as compact JSON (which holds no raw tab or
+    newline), and, for a job type whose routing keys depend on the item, a tab and its key as
+    a JSON string. Written a chunk of items at a time."""
 
     def __init__(self) -> None:
         self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         self.count = 0
         self.digest = ""
-        self._block: list[bytes] = []
+        self.keyed = False
 
-    def add(self, key: str, payload_json: bytes) -> None:
-        self._block.append(orjson.dumps(key) + b"\t" + payload_json + b"\n")
-        if len(self._block) >= 1000:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._block:
-            self.file.write(b"".join(self._block))
-            self._block.clear()
+    def add(self, chunk: SpooledChunk) -> None:
+        payloads, keys = chunk
+        if keys is None:
+            self.file.write(b"\n".join(payloads) + b"\n")
+        else:
+            self.keyed = True
+            self.file.write(
+                b"".join(
+                    b"%s\t%s\n" % (payload, orjson.dumps(key))
+                    for payload, key in zip(payloads, keys, strict=True)
+                )
+            )
 
     def close(self) -> None:
         self.file.close()
 
-    def chunks(self, size: int) -> Iterator[list[tuple[bytes, str]]]:
-        """The validated items in order, as lists of (normalised input JSON, routing key)."""
-        self.flush()
+    def chunks(self, size: int) -> Iterator[SpooledChunk]:
+        """The validated items in order, ``size`` at a time."""
         self.file.seek(0)
-        chunk: list[tuple[bytes, str]] = []
-        for line in self.file:
-            key, _, payload = line.rstrip(b"\n").partition(b"\t")
-            chunk.append((payload, orjson.loads(key)))
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        while lines := list(itertools.islice(self.file, size)):
+            if not self.keyed:
+                yield [line[:-1] for line in lines], None
+                continue
+            split = [line[:-1].partition(b"\t") for line in lines]
+            yield [payload for payload, _, _ in split], [orjson.loads(key) for _, _, key in split]
 
 
 async def spool_ndjson(
@@ -81,13 +82,12 @@ async def spool_ndjson(
             hasher.update(chunk)
             pending += chunk
             *lines, pending = pending.split(b"\n")
+            index = _take(lines, index, handler, spool, errors, job_id, max_item_bytes)
             if len(pending) > max_item_bytes:
                 raise TooLarge(f"item {index}: a line over {max_item_bytes} bytes")
-            for line in lines:
-                index = _take(line, index, handler, spool, errors, job_id, max_item_bytes)
-                if index > max_items:
-                    raise TooLarge(f"more than {max_items} items in one upload")
-        index = _take(pending, index, handler, spool, errors, job_id, max_item_bytes)
+            if index > max_items:
+                raise TooLarge(f"more than {max_items} items in one upload")
+        index = _take([pending], index, handler, spool, errors, job_id, max_item_bytes)
         if errors:
             raise InvalidBatch(
                 f"{len(errors)}+ of {index} items are invalid"
@@ -106,7 +106,7 @@ async def spool_ndjson(
 
 
 def _take(
-    line: bytes,
+    lines: list[bytes],
     index: int,
     handler: Handler,  # type: ignore[type-arg]
     spool: Spool,
@@ -114,17 +114,21 @@ def _take(
     job_id: UUID,
     max_item_bytes: int,
 ) -> int:
-    line = line.strip()
-    if not line:
-        return index
-    if len(line) > max_item_bytes:
-        raise TooLarge(f"item {index}: {len(line)} bytes exceeds {max_item_bytes}")
-    try:
-        item = handler.input_model.model_validate_json(line)
-    except ValidationError as exc:
-        note_invalid(errors, index, exc)
-        return index + 1
-    if not errors:  # once a line is bad nothing will be published: stop spooling
-        key = handler.routing_key(item, job_id=job_id, item_index=index)
-        spool.add(key, item.__pydantic_serializer__.to_json(item, exclude_none=True))
-    return index + 1
+    """Validate the lines (blank ones skipped) of items numbered from ``index`` and spool
+    them; return the next index."""
+    validate = handler.input_model.__pydantic_validator__.validate_json
+    start, items = index, []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        if len(line) > max_item_bytes:
+            raise TooLarge(f"item {index}: {len(line)} bytes exceeds {max_item_bytes}")
+        try:
+            items.append(validate(line))
+        except ValidationError as exc:
+            note_invalid(errors, index, exc)
+        index += 1
+    if items and not errors:  # once a line is bad nothing will be published: stop spooling
+        spool.add(spooled_chunk(handler, job_id, start, items))
+    return index

@@ -6,6 +6,7 @@ be idempotent: handling the same item twice must give the same outcome and no ex
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
@@ -67,6 +68,19 @@ class Handler(ABC, Generic[In, Out]):
         By default every item is independent."""
         return f"{job_id_text(job_id)}:{item_index}"
 
+    @classmethod
+    def keys_by_item(cls) -> bool:
+        """Whether ``routing_key`` looks at the item; if not, the default keys (every item
+        independent) follow from the job and the index alone: ``default_routing_keys``."""
+        return cls.routing_key is not Handler.routing_key
+
+    def routing_keys(self, items: Sequence[In], *, job_id: UUID, start: int) -> list[str]:
+        """``routing_key`` of consecutive items numbered from ``start`` (the API's path)."""
+        if not self.keys_by_item():
+            return default_routing_keys(job_id_text(job_id), start, len(items))
+        key = self.routing_key
+        return [key(item, job_id=job_id, item_index=i) for i, item in enumerate(items, start)]
+
     async def start(self) -> None:
         """Acquire resources (connections, pools) before the first item."""
 
@@ -76,3 +90,8 @@ class Handler(ABC, Generic[In, Out]):
     @abstractmethod
     async def handle(self, item: In, context: ItemContext) -> Out | JsonOutput:
         """Process one item. Raise PermanentError or TransientError to fail it."""
+
+
+def default_routing_keys(job_id: str, start: int, count: int) -> list[str]:
+    """``Handler.routing_key``'s default for ``count`` items numbered from ``start``."""
+    return [f"{job_id}:{index}" for index in range(start, start + count)]

@@ -49,7 +49,7 @@ from ingest_api.submission import (
     handler_for,
     item_messages,
     message_chunks,
-    retry_item,
+    retry_chunk,
     spooled_chunks,
     validate_items,
 )
@@ -378,14 +378,9 @@ async def retry_job(
             if not chunk:
                 return
             encoder = SubmittedEncoder(job_id_text(accepted.job_id), handler.job_type)
+            inputs = [data for _, data in chunk]
             yield item_messages(
-                topic,
-                encoder,
-                index,
-                [
-                    retry_item(handler, accepted.job_id, index + n, data)
-                    for n, (_, data) in enumerate(chunk)
-                ],
+                topic, encoder, index, retry_chunk(handler, accepted.job_id, index, inputs)
             )
             index += len(chunk)
             after = chunk[-1][0]

@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -244,6 +245,31 @@ def test_an_ndjson_upload_is_validated_then_published_in_order(client, publisher
     assert first.event.metadata == {"src": "file"}
     assert [m.key for m in items] == ["d0", "d1", "d2"]
     assert [decode(m.encoded()).item_index for m in items] == [0, 1, 2]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("as_ndjson", [False, True])
+def test_items_of_a_job_type_without_its_own_keys_are_keyed_by_job_and_index(
+    client, publisher, as_ndjson
+):
+    items = [{"content_hash": f"{n:064X}"} for n in range(7)]
+    if as_ndjson:
+        response = client.post(
+            "/batch/jobs?job_type=query",
+            content=ndjson(b"", *(orjson.dumps(i) for i in items), b"  "),  # blank lines skipped
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+    else:
+        response = client.post("/batch/jobs", json={"job_type": "query", "items": items})
+    assert response.status_code == 202, response.text
+    job = response.json()["batch_job_id"]
+    *published, _ = publisher.published
+    assert [m.key for m in published] == [f"{job}:{n}" for n in range(7)]
+    events = [decode(m.encoded()) for m in published]
+    assert [e.item_index for e in events] == list(range(7))  # type: ignore[union-attr]
+    # the normalised input: the content hash lower-cased, absent keys left out
+    assert [e.input for e in events] == [  # type: ignore[union-attr]
+        {"content_hash": f"{n:064x}"} for n in range(7)
+    ]
 
 
 def test_a_bad_line_anywhere_publishes_nothing_and_is_named(client, publisher):

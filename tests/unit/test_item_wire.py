@@ -44,19 +44,23 @@ def test_an_input_given_as_json_bytes_is_spliced_in_unchanged():
 def test_a_chunk_encoder_writes_what_orjson_writes_for_the_event():
     job, at = str(uuid4()), datetime(2026, 11, 28, 21, 0, 5, 123456, tzinfo=UTC)
     encoder = item_wire.SubmittedEncoder(job, 'odd "type"\\', occurred_at=at)
-    for index in (0, 7, 5_000_000):
-        payload = {"content_hash": "b" * 64, "label": 'tab\tquote"'}
-        expected = orjson.dumps(
-            {
-                "event_id": str(ids.item_submitted_id(UUID(job), index)),
-                "event_type": "ItemSubmitted",
-                "schema_version": 1,
-                "occurred_at": at,
-                "job_id": job,
-                "job_type": 'odd "type"\\',
-                "item_index": index,
-                "input": payload,
-            },
-            option=orjson.OPT_UTC_Z,
-        )
-        assert encoder.encode(index, orjson.dumps(payload)) == expected
+    payloads = [{"content_hash": f"{n:064x}", "label": 'tab\tquote"'} for n in range(3)]
+    for start in (0, 7, 4_999_999):
+        expected = [
+            orjson.dumps(
+                {
+                    "event_id": str(ids.item_submitted_id(UUID(job), index)),
+                    "event_type": "ItemSubmitted",
+                    "schema_version": 1,
+                    "occurred_at": at,
+                    "job_id": job,
+                    "job_type": 'odd "type"\\',
+                    "item_index": index,
+                    "input": payload,
+                },
+                option=orjson.OPT_UTC_Z,
+            )
+            for index, payload in enumerate(payloads, start)
+        ]
+        assert encoder.encode_all(start, [orjson.dumps(p) for p in payloads]) == expected
+        assert encoder.encode(start, orjson.dumps(payloads[0])) == expected[0]
