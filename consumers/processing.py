@@ -12,6 +12,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -66,8 +67,12 @@ def error_code(code: object) -> str:
 
 def validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "item"
-    return f"{where}: {first['msg']}"
+    return located_message(first["loc"], first["msg"])
+
+
+def located_message(loc: Sequence[str | int], message: str) -> str:
+    """A validation error's message, prefixed by where in the item it is."""
+    return f"{'.'.join(str(p) for p in loc) or 'item'}: {message}"
 
 
 def failed(

@@ -20,11 +20,17 @@ from ingest_api.schemas import JobView
 from storage.tables import AcceptedJob
 
 
-def request_hash(
-    job_type: str, items: list[dict[str, Any]], metadata: dict[str, Any] | None
-) -> str:
-    body = {"job_type": job_type, "items": items, "metadata": metadata}
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def request_hash(raw: bytes) -> str:
+    """What a JSON request says, independent of its spelling (key order, spaces): two
+    bodies with the same Idempotency-Key must say the same to get the same job. Computed
+    only for requests that carry a key."""
+    body = orjson.loads(raw)
+    normal = {
+        "job_type": body["job_type"],
+        "items": body["items"],
+        "metadata": body.get("metadata"),
+    }
+    return hashlib.sha256(orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def find(session: Session, *, user_id: str, idempotency_key: str) -> AcceptedJob | None:

@@ -1,21 +1,24 @@
 """Turning an accepted batch into events: one JobSubmitted, then one ItemSubmitted per item,
 each item keyed by its handler's routing key."""
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
 import orjson
-from pydantic import ValidationError
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from consumers.handlers.base import Handler, default_routing_keys
-from consumers.processing import validation_message
+from consumers.processing import located_message, validation_message
 from consumers.registry import UnknownJobType, handler_class
 from events import item_wire
 from events.ids import job_id_text
 from events.topics import Topics
 from ingest_api.errors import InvalidBatch, TooLarge
 from ingest_api.publisher import Outgoing
+from ingest_api.schemas import JobRequest
 
 MAX_REPORTED_ERRORS = 20
 CHUNK = 5_000  # items published per round trip
@@ -34,27 +37,72 @@ def note_invalid(errors: list[dict[str, Any]], index: int, exc: ValidationError)
         errors.append({"item_index": index, "message": validation_message(exc)})
 
 
-def validate_items(
-    handler: Handler,
-    items: list[dict[str, Any]],  # type: ignore[type-arg]
-    max_items: int,
-) -> list[Any]:
-    """Validate every item against the job type's input model; name the first bad ones."""
-    if len(items) > max_items:
-        raise TooLarge(f"{len(items)} items exceed the limit of {max_items} per request")
-    valid: list[Any] = []
-    errors: list[dict[str, Any]] = []
-    validate = handler.input_model.__pydantic_validator__.validate_python  # = model_validate
-    for index, item in enumerate(items):
-        try:
-            valid.append(validate(item))
-        except ValidationError as exc:
-            note_invalid(errors, index, exc)
-    if errors:
-        raise InvalidBatch(
-            f"{len(items) - len(valid)} of {len(items)} items are invalid", invalid_items=errors
-        )
-    return valid
+class _JobTypeOnly(BaseModel):
+    job_type: str
+
+
+class _ItemsOnly(BaseModel):
+    items: list[Any]
+
+
+@functools.cache
+def _request_model(input_model: type[BaseModel]) -> type[JobRequest]:
+    """``JobRequest`` whose items are the job type's input model: a body is validated in
+    one pass from its JSON, without a dict per item first."""
+    return create_model(  # type: ignore[no-any-return]
+        f"{input_model.__name__}Request",
+        __base__=JobRequest,
+        items=(list[input_model], Field(min_length=1)),  # type: ignore[valid-type]
+    )
+
+
+def job_type_of(raw: bytes) -> str:
+    """The job type a JSON request body names (validated as a whole afterwards); a body
+    without one gets the 422 of the full request model."""
+    try:
+        return _JobTypeOnly.model_validate_json(raw).job_type
+    except ValidationError:
+        pass
+    try:
+        JobRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    raise AssertionError("a request without a job type validated")  # pragma: no cover
+
+
+def parse_request(handler: Handler, raw: bytes, max_items: int) -> JobRequest:  # type: ignore[type-arg]
+    """The request with its items validated against the job type's input model. Mistakes
+    outside the items are a 422 in FastAPI's form; invalid items an InvalidBatch naming the
+    first ones by index; too many items a TooLarge."""
+    try:
+        request = _request_model(handler.input_model).model_validate_json(raw)
+    except ValidationError as exc:
+        raise _request_error(exc, raw) from None
+    if len(request.items) > max_items:
+        raise TooLarge(f"{len(request.items)} items exceed the limit of {max_items} per request")
+    return request
+
+
+def _request_error(exc: ValidationError, raw: bytes) -> Exception:
+    outside: list[Any] = []
+    first_by_item: dict[int, Any] = {}
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        if len(loc) >= 2 and loc[0] == "items" and isinstance(loc[1], int):
+            first_by_item.setdefault(loc[1], error)
+        else:
+            outside.append(error)
+    if outside:
+        return RequestValidationError(outside)
+    total = len(_ItemsOnly.model_validate_json(raw).items)  # only on this path: count them
+    invalid = [
+        {
+            "item_index": index,
+            "message": located_message(error["loc"][2:], error["msg"]),
+        }
+        for index, error in sorted(first_by_item.items())[:MAX_REPORTED_ERRORS]
+    ]
+    return InvalidBatch(f"{len(first_by_item)} of {total} items are invalid", invalid_items=invalid)
 
 
 # A chunk of validated items: their inputs as JSON, and their routing keys, or None for the

@@ -8,9 +8,7 @@ from uuid import UUID, uuid4
 import orjson
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from consumers.handlers.base import Handler
@@ -48,10 +46,11 @@ from ingest_api.submission import (
     CHUNK,
     handler_for,
     item_messages,
+    job_type_of,
     message_chunks,
+    parse_request,
     retry_chunk,
     spooled_chunks,
-    validate_items,
 )
 from ingest_api.upload import spool_ndjson
 from storage.tables import FINAL_JOB_STATUSES, AcceptedJob
@@ -116,20 +115,14 @@ async def submit_job(
     if content_type.strip().lower() not in ("application/json", ""):
         raise UnsupportedMediaType(f"send application/json or {NDJSON}, not {content_type}")
     raw = await _read_limited(request, settings.api_max_body_bytes)
-    try:
-        body = JobRequest.model_validate_json(raw)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from None
-    handler = handler_for(body.job_type)
-    items = await run_in_threadpool(
-        validate_items, handler, body.items, settings.api_max_items_per_request
-    )
-    digest = request_hash(body.job_type, body.items, body.metadata) if idempotency_key else None
+    handler = handler_for(job_type_of(raw))
+    body = await run_in_threadpool(parse_request, handler, raw, settings.api_max_items_per_request)
+    digest = request_hash(raw) if idempotency_key else None
     accepted = await _accept(
-        session, user, handler, len(items), body.metadata, idempotency_key, digest
+        session, user, handler, len(body.items), body.metadata, idempotency_key, digest
     )
     if accepted.published_at is None:  # new, or a first attempt that died mid-publish
-        spooled = spooled_chunks(handler, accepted.job_id, items)
+        spooled = spooled_chunks(handler, accepted.job_id, body.items)
         chunks = message_chunks(settings.topics, handler, accepted.job_id, spooled)
         await _publish(session, publisher, settings, handler, user, accepted, body.metadata, chunks)
     return _accepted(accepted)

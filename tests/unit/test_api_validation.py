@@ -148,6 +148,34 @@ def test_invalid_items_are_named_by_index(client, publisher):
     assert publisher.published == []
 
 
+def test_an_item_that_is_not_an_object_is_named_by_index(client, publisher):
+    items = [[1, 2], {"content_hash": "0" * 64}, "x", {"content_hash": "1" * 64}]
+    response = client.post("/batch/jobs", json={"job_type": "query", "items": items})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"] == "2 of 4 items are invalid"
+    assert [e["item_index"] for e in body["invalid_items"]] == [0, 2]
+    assert body["invalid_items"][0]["message"].startswith("item: ")
+    assert publisher.published == []
+
+
+def test_the_same_request_spelt_otherwise_gets_the_same_job(client, publisher):
+    headers = {"Idempotency-Key": "spelling", "Content-Type": "application/json"}
+    first = client.post(
+        "/batch/jobs",
+        content=b'{"job_type":"query","items":[{"content_hash":"%s"}]}' % (b"a" * 64),
+        headers=headers,
+    )
+    again = client.post(
+        "/batch/jobs",
+        content=b'{ "items": [ {"content_hash": "%s"} ],\n "job_type": "query" }' % (b"a" * 64),
+        headers=headers,
+    )
+    assert first.status_code == again.status_code == 202
+    assert first.json()["batch_job_id"] == again.json()["batch_job_id"]
+    assert len(publisher.published) == 2  # one item and its job, once
+
+
 def test_too_many_items_is_413(client):
     items = [{"content_hash": "0" * 64}] * 51
     response = client.post("/batch/jobs", json={"job_type": "query", "items": items})
