@@ -6,7 +6,6 @@ from the committed offsets. Deterministic outcome ids make the repeats harmless.
 """
 
 import asyncio
-import gc
 import logging
 import signal
 
@@ -15,7 +14,7 @@ from consumers.registry import handler_class
 from consumers.settings import WorkerSettings
 from consumers.worker import ReleaseOnRevoke, Worker
 from storage.engine import make_engine
-from streaming import metrics
+from streaming import collector, metrics
 from streaming.batch_sender import BatchSender, DeliveryFailed
 from streaming.clients import make_consumer, make_producer
 
@@ -65,10 +64,7 @@ async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Even
         await cancellations.start()
         consumer.subscribe([topic], listener=ReleaseOnRevoke(worker))
         await consumer.start()
-        # Everything alive now lives as long as the process: keep it out of the collector's
-        # way, and collect less often (a no-op item allocates a few dozen objects).
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 50)
+        collector.settle_after_start_up()
         log.info(
             "worker for %s consuming %s as group %s (concurrency %d)",
             handler.job_type,

@@ -1,7 +1,6 @@
 """Composition root of the API process: ``create_app`` wires settings, the database and the
 publisher (Kafka by default; tests may pass another)."""
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ from ingest_api.rate_limit import RateLimiter
 from ingest_api.routes import health, jobs
 from ingest_api.settings import ApiSettings
 from storage.engine import make_engine
+from streaming import collector
 from streaming.clients import make_producer
 
 
@@ -46,11 +46,7 @@ def create_app(
             app.state.publisher = kafka
         else:
             app.state.publisher = publisher
-        # What start-up made lives as long as the process: keep it out of the collector's
-        # way, and collect less often (accepting a batch allocates a few objects per item;
-        # with the default threshold a 100,000-item request paid for ~40 % more time).
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 50)
+        collector.settle_after_start_up()
         try:
             yield
         finally:

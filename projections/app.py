@@ -9,7 +9,6 @@ tables end exact whatever was in flight.
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import zlib
@@ -22,7 +21,7 @@ from projections.projector import Projector
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionSwitched, ProjectionWriter
 from storage.engine import make_engine
-from streaming import metrics
+from streaming import collector, metrics
 from streaming.clients import make_consumer
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
         projector = Projector(settings, consumer, writer)
         projector.subscribe()
         await consumer.start()
-        gc.freeze()
+        collector.settle_after_start_up()
         log.info(
             "projector %r folding topics matching %s",
             settings.projection_name,

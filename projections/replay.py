@@ -33,6 +33,7 @@ from projections.registry_rebuild import rebuild_registry
 from projections.settings import ProjectorSettings
 from projections.writer import SWAP_LOCK, ProjectionWriter
 from storage.engine import make_engine
+from streaming import collector
 from streaming.clients import make_consumer, topic_partitions
 
 CLEAR = """
@@ -81,6 +82,7 @@ async def replay_in_place(
             settings, group_id=None, max_poll_records=settings.projector_max_batch
         )
         await consumer.start()
+        collector.settle_after_start_up()  # this process now does nothing but fold
         try:
             targets = await _targets(consumer, settings.topics.projected_pattern())
             with conn.cursor() as cur:
@@ -189,6 +191,7 @@ async def replay_shadow(
             settings, group_id=None, max_poll_records=settings.projector_max_batch
         )
         await consumer.start()
+        collector.settle_after_start_up()  # this process now does nothing but fold
         try:
             projector = Projector(settings, consumer, writer)
             started = time.monotonic()
