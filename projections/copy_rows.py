@@ -43,11 +43,11 @@ def _text(value: str | None) -> str:
 def item_lines(items: Iterable[ItemChange]) -> str:
     lines: list[str] = []
     append = lines.append
-    job_texts: dict[Any, str] = {}
+    job_texts: dict[int, str] = {}  # by the job id's int: hashing a UUID runs Python code
     for i in items:
-        job = job_texts.get(i.job_id)
+        job = job_texts.get(i.job_id.int)
         if job is None:
-            job = job_texts[i.job_id] = str(i.job_id)
+            job = job_texts[i.job_id.int] = str(i.job_id)
         append(
             f"{job}\t{i.item_index}\t{'t' if i.submitted else 'f'}\t{_json(i.input_data)}\t"
             f"{_scalar(i.submitted_at)}\t{i.status or NULL}\t{_json(i.output_data)}\t"

@@ -26,7 +26,7 @@ from events.models import (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemChange:
     job_id: UUID
     item_index: int
@@ -52,7 +52,8 @@ class JobChange:
 @dataclass
 class Changes:
     jobs: dict[UUID, JobChange] = field(default_factory=dict)
-    items: dict[tuple[UUID, int], ItemChange] = field(default_factory=dict)
+    # by (job id as an int, item index): hashing a UUID runs Python code, an int's does not
+    items: dict[tuple[int, int], ItemChange] = field(default_factory=dict)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     events: int = 0
 
@@ -105,7 +106,7 @@ class Changes:
         return job
 
     def _item(self, job_id: UUID, item_index: int) -> ItemChange:
-        key = (job_id, item_index)
+        key = (job_id.int, item_index)
         item = self.items.get(key)
         if item is None:
             item = self.items[key] = ItemChange(job_id, item_index)

@@ -17,13 +17,25 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from events.codec import EventDecodeError, decode_expecting
-from events.models import Event, ItemSubmitted, ItemSucceeded, JobSubmitted
+from events.models import (
+    Event,
+    ItemCancelled,
+    ItemFailed,
+    ItemSubmitted,
+    ItemSucceeded,
+    JobCancelRequested,
+    JobSubmitted,
+)
 from projections.fold import Changes
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionWriter, StagedChanges
 from streaming.metrics import PROJECTOR_BATCH, PROJECTOR_EVENTS, PROJECTOR_WRITE_SECONDS
 
 log = logging.getLogger(__name__)
+
+# What each topic carries, for one-pass decoding (anything else is decoded the long way).
+JOB_EVENTS = (JobSubmitted, JobCancelRequested)
+OUTCOME_EVENTS = (ItemSucceeded, ItemFailed, ItemCancelled)
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -128,7 +140,8 @@ class Projector:
                     )
                 else:
                     changes.apply(event)
-                changes.advance(tp.topic, tp.partition, record.offset)
+            if records:  # a partition's records come in offset order
+                changes.advance(tp.topic, tp.partition, records[-1].offset)
         return changes
 
     async def _write(self, staged: StagedChanges, changes: Changes) -> None:
@@ -148,10 +161,10 @@ class Projector:
         except Exception as exc:
             log.debug("informational offset commit failed: %s", exc)
 
-    def _expected(self, topic: str) -> type[Event]:
+    def _expected(self, topic: str) -> type[Event] | tuple[type[Event], ...]:
         topics = self.settings.topics
         if topic == topics.jobs:
-            return JobSubmitted
+            return JOB_EVENTS
         if topic == topics.outcomes:
-            return ItemSucceeded
+            return OUTCOME_EVENTS
         return ItemSubmitted

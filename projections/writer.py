@@ -11,6 +11,7 @@ Committing all of it at once is what makes the effect exactly-once.
 import io
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extras import execute_values
@@ -217,12 +218,12 @@ class ProjectionWriter:
     def stage(self, changes: Changes) -> StagedChanges:
         """The changes as the writer sends them. Pure Python, no I/O: the projector stages
         batch N+1 on its own thread while batch N is written."""
-        job_ids = {str(job_id) for job_id in changes.jobs}
-        job_ids.update(str(i.job_id) for i in changes.items.values() if i.status)
+        job_ids = {job_id.int for job_id in changes.jobs}
+        job_ids.update(job for (job, _), i in changes.items.items() if i.status)
         return StagedChanges(
             job_rows=job_lines(changes.jobs.values()) if changes.jobs else "",
             item_rows=item_lines(changes.items.values()) if changes.items else "",
-            job_ids=sorted(job_ids),
+            job_ids=sorted(str(UUID(int=job)) for job in job_ids),
             positions=[
                 (self.projection, topic, partition, offset)
                 for (topic, partition), offset in sorted(changes.positions.items())

@@ -12,7 +12,7 @@ def test_submission_and_outcome_coalesce_into_one_item_change():
     job = uuid4()
     changes = fold([f.item_submitted(job, 0), f.succeeded(job, 0)])
     assert len(changes.items) == 1
-    item = changes.items[(job, 0)]
+    item = changes.items[(job.int, 0)]
     assert item.submitted and item.input_data == {"content_hash": f"{0:064x}"}
     assert item.status == "success" and item.output_data == {"n": 0}
 
@@ -20,7 +20,7 @@ def test_submission_and_outcome_coalesce_into_one_item_change():
 def test_first_terminal_outcome_wins():
     job = uuid4()
     changes = fold([f.failed(job, 0, code="first"), f.succeeded(job, 0), f.cancelled(job, 0)])
-    item = changes.items[(job, 0)]
+    item = changes.items[(job.int, 0)]
     assert (item.status, item.error_code) == ("failed", "first")
 
 
