@@ -228,7 +228,9 @@ class Worker:
     async def _emit(self, job_id: UUID, outcome: Outcome, ack: Any) -> None:
         self.counts[outcome.event_type] += 1
         self.series.outcome(outcome.event_type).inc()
-        await self.sink.append(self.outcomes_topic, _job_key(job_id), outcome.value, ack)
+        key, topic = _job_key(job_id), self.outcomes_topic
+        if not self.sink.append_nowait(topic, key, outcome.value, ack):  # no coroutine
+            await self.sink.append(topic, key, outcome.value, ack)
 
     async def _dead_letter(self, record: Record, reason: str, message: str, ack: Any) -> None:
         self.counts["dead_lettered"] += 1
