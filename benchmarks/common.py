@@ -15,11 +15,9 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
-from sqlalchemy import text
 
 from batchctl.dev.services import up
-from migrations.runner import upgrade
-from storage.engine import make_engine
+from storage.scratch import create_database
 from streaming.clients import connection_options, make_producer
 from streaming.settings import KafkaSettings
 
@@ -120,25 +118,7 @@ async def count_outcomes(
 
 
 def fresh_database(server_url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    return url
-
-
-def drop_database(server_url: str, url: str) -> None:
-    from sqlalchemy.engine import make_url
-
-    admin = make_engine(server_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
+    return create_database(server_url, "bench_")
 
 
 def free_port() -> int:

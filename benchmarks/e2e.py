@@ -35,7 +35,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from benchmarks.common import (
-    drop_database,
     free_port,
     fresh_database,
     fresh_settings,
@@ -49,6 +48,7 @@ from benchmarks.seed_baseline import run_seed
 from consumers.registry import job_types
 from ingest_api.api_keys import create_key
 from storage.engine import make_engine
+from storage.scratch import drop_database
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
 NOOP = "consumers.handlers.noop:NoopHandler"

@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text
 
 from benchmarks.common import (
-    drop_database,
     fresh_database,
     fresh_settings,
     machine,
@@ -36,6 +35,7 @@ from benchmarks.common import (
 from events.codec import encode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded, JobSubmitted
 from storage.engine import make_engine
+from storage.scratch import drop_database
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
 

@@ -14,15 +14,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from consumers.registry import job_types
 from ingest_api.api_keys import create_key
 from ingest_api.app import create_app
 from ingest_api.settings import ApiSettings
-from migrations.runner import upgrade
 from storage.engine import make_engine, normalise_url
+from storage.scratch import create_database, drop_database
 from streaming.clients import make_producer
 from streaming.settings import KafkaSettings
 from streaming.topics_admin import create_topics, delete_prefixed_topics
@@ -45,16 +44,9 @@ def server_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
-    name = f"batch_test_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
+    url = create_database(server_url, "batch_test_")
     yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_database(server_url, url)
 
 
 @pytest.fixture(scope="session")
