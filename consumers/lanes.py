@@ -46,9 +46,16 @@ class KeyedDispatcher(Generic[T]):
         self._runners = [asyncio.create_task(self._run()) for _ in range(self._concurrency)]
 
     async def submit(self, lane_key: Hashable, item: T) -> None:
-        while self._queued >= self._max_queued:
+        """Queue an item on its lane, waiting while ``max_queued`` items are queued."""
+        while not self.submit_nowait(lane_key, item):
             self._room.clear()
             await self._room.wait()
+
+    def submit_nowait(self, lane_key: Hashable, item: T) -> bool:
+        """``submit`` without a coroutine (the fetch loop's per-record path): False, queuing
+        nothing, when it would have to wait."""
+        if self._queued >= self._max_queued:
+            return False
         lane = self._lanes.get(lane_key)
         if lane is None:
             lane = self._lanes[lane_key] = _Lane(lane_key)
@@ -58,6 +65,7 @@ class KeyedDispatcher(Generic[T]):
         if not lane.scheduled:
             lane.scheduled = True
             self._ready.put_nowait(lane)
+        return True
 
     @property
     def queued(self) -> int:

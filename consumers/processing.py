@@ -37,9 +37,10 @@ MAX_MESSAGE = 4096
 _NOT_CODE = re.compile(r"[^a-z0-9_]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """An encoded outcome event and its type."""
+    """An encoded outcome event and its type. (Not frozen: one is made per item, and a
+    frozen dataclass's ``__init__`` costs several times more; nothing changes it.)"""
 
     event_type: str
     value: bytes

@@ -148,8 +148,10 @@ class Worker:
             offsets = self.offsets[tp] = PartitionOffsets()
         for record in records:
             offsets.track(record.offset)
-            lane = record.key if record.key is not None else record.offset
-            await self.dispatcher.submit((tp, lane), Work(tp, record, offsets))
+            lane = (tp, record.key if record.key is not None else record.offset)
+            work = Work(tp, record, offsets)
+            if not self.dispatcher.submit_nowait(lane, work):  # no coroutine unless full
+                await self.dispatcher.submit(lane, work)
 
     async def _maybe_commit(self) -> None:
         now = time.monotonic()
