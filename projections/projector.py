@@ -11,21 +11,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, get_args
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from events.codec import EventDecodeError, decode_expecting
-from events.models import (
-    Event,
-    ItemCancelled,
-    ItemFailed,
-    ItemSubmitted,
-    ItemSucceeded,
-    JobCancelRequested,
-    JobSubmitted,
-)
+from events.models import Event, ItemOutcome, ItemSubmitted, JobCancelRequested, JobSubmitted
 from projections.fold import Changes
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionWriter, StagedChanges
@@ -35,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # What each topic carries, for one-pass decoding (anything else is decoded the long way).
 JOB_EVENTS = (JobSubmitted, JobCancelRequested)
-OUTCOME_EVENTS = (ItemSucceeded, ItemFailed, ItemCancelled)
+OUTCOME_EVENTS: tuple[type[Event], ...] = get_args(ItemOutcome)
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
