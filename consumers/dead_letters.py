@@ -6,7 +6,9 @@ from typing import Any
 from uuid import UUID
 
 from aiokafka.structs import ConsumerRecord
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
+
+from events.models import ItemIndex
 
 HEADER_REASON = "dlq.reason"
 HEADER_MESSAGE = "dlq.message"
@@ -38,7 +40,7 @@ def dead_letter(record: ConsumerRecord[Any, Any], reason: str, message: str) -> 
 
 class _ItemAddress(BaseModel):
     job_id: UUID
-    item_index: int = Field(ge=0)
+    item_index: ItemIndex
 
 
 def item_address(payload: dict[str, Any] | None) -> tuple[UUID, int] | None:

@@ -1,11 +1,15 @@
 """Key-ordered concurrency: records that share a lane (partition and key) run one after
 another, in offset order; different lanes run concurrently on a fixed pool of runners.
 
-A fixed pool (not a task per record) keeps the per-record overhead to a deque append; the
-bound on queued records gives back-pressure to the fetch loop.
+A fixed pool (not a task per record) and plain containers (no lane object, no
+``asyncio.Queue``) keep the per-record overhead to a few dict and deque operations: the
+lane of a record is busy while one of its records is queued or running; a record submitted
+to a busy lane waits behind it, and the runner that finishes a record goes on to the next
+of its lane. The bound on queued records gives back-pressure to the fetch loop.
 """
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
@@ -13,15 +17,9 @@ from typing import Generic, TypeVar
 from consumers.deadlines import bind_runner_task
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-
-class _Lane(Generic[T]):
-    __slots__ = ("items", "key", "scheduled")
-
-    def __init__(self, key: Hashable):
-        self.key = key
-        self.items: deque[T] = deque()
-        self.scheduled = False
+YIELD_EVERY = 256  # records a runner processes before it lets the fetcher and sender run
 
 
 class KeyedDispatcher(Generic[T]):
@@ -31,10 +29,14 @@ class KeyedDispatcher(Generic[T]):
         self._process = process
         self._concurrency = concurrency
         self._max_queued = max_queued
-        self._lanes: dict[Hashable, _Lane[T]] = {}
-        self._ready: asyncio.Queue[_Lane[T] | None] = asyncio.Queue()
+        # Heads of free lanes, in submission order: (lane key, item).
+        self._ready: deque[tuple[Hashable, T]] = deque()
+        # Busy lanes: the records waiting behind the one queued or running (None: none yet).
+        self._behind: dict[Hashable, deque[T] | None] = {}
+        self._sleeping: deque[asyncio.Future[None]] = deque()  # idle runners
         self._queued = 0
         self._busy = 0
+        self._stopping = False
         self._room = asyncio.Event()
         self._room.set()
         self._idle = asyncio.Event()
@@ -56,16 +58,28 @@ class KeyedDispatcher(Generic[T]):
         nothing, when it would have to wait."""
         if self._queued >= self._max_queued:
             return False
-        lane = self._lanes.get(lane_key)
-        if lane is None:
-            lane = self._lanes[lane_key] = _Lane(lane_key)
-        lane.items.append(item)
         self._queued += 1
         self._idle.clear()
-        if not lane.scheduled:
-            lane.scheduled = True
-            self._ready.put_nowait(lane)
+        behind = self._behind
+        if lane_key in behind:
+            waiting = behind[lane_key]
+            if waiting is None:
+                behind[lane_key] = deque((item,))
+            else:
+                waiting.append(item)
+            return True
+        behind[lane_key] = None
+        self._ready.append((lane_key, item))
+        if self._sleeping:
+            self._wake_one()
         return True
+
+    def _wake_one(self) -> None:
+        while self._sleeping:
+            waiter = self._sleeping.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     @property
     def queued(self) -> int:
@@ -76,34 +90,45 @@ class KeyedDispatcher(Generic[T]):
         await self._idle.wait()
 
     async def stop(self) -> None:
-        for _ in self._runners:
-            self._ready.put_nowait(None)
+        self._stopping = True
+        while self._sleeping:
+            self._wake_one()
         await asyncio.gather(*self._runners, return_exceptions=True)
 
     async def _run(self) -> None:
         bind_runner_task()
+        loop = asyncio.get_running_loop()
+        ready, behind, process = self._ready, self._behind, self._process
         processed = 0
         while True:
-            lane = await self._ready.get()
-            if lane is None:
-                return
+            if not ready:
+                if self._stopping:
+                    return
+                waiter = loop.create_future()
+                self._sleeping.append(waiter)
+                await waiter
+                continue
+            key, item = ready.popleft()
             self._busy += 1
             try:
-                while lane.items:
-                    item = lane.items.popleft()
+                while True:  # the lane's records, in order
                     self._queued -= 1
                     if not self._room.is_set() and self._queued < self._max_queued:
                         self._room.set()
-                    if self.discard(item):
-                        continue
-                    await self._process(item)
-                    processed += 1
-                    if processed % 256 == 0:
-                        await asyncio.sleep(0)  # let the fetcher and the sender run
+                    if not self.discard(item):
+                        try:
+                            await process(item)
+                        except Exception:  # the lane goes on: its later records still run
+                            log.exception("processing a record failed")
+                        processed += 1
+                        if processed % YIELD_EVERY == 0:
+                            await asyncio.sleep(0)  # let the fetcher and the sender run
+                    waiting = behind[key]
+                    if not waiting:
+                        del behind[key]
+                        break
+                    item = waiting.popleft()
             finally:
-                lane.scheduled = False
-                if self._lanes.get(lane.key) is lane:
-                    del self._lanes[lane.key]
                 self._busy -= 1
                 if self._busy == 0 and self._queued == 0:
                     self._idle.set()

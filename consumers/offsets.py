@@ -6,6 +6,7 @@ the items after it, and nothing is ever committed ahead of an unfinished item.
 """
 
 from collections import deque
+from itertools import pairwise
 
 
 class PartitionOffsets:
@@ -14,11 +15,20 @@ class PartitionOffsets:
         self._acked: set[int] = set()
         self._position: int | None = None  # next offset to commit (all below are done)
         self._committed: int | None = None
+        self.running = 0  # records being processed now
+        self.released = False  # the partition was revoked: its queued records are dropped
 
     def track(self, offset: int) -> None:
-        if self._pending and offset <= self._pending[-1]:
-            raise ValueError(f"offset {offset} tracked out of order")
-        self._pending.append(offset)
+        self.track_all([offset])
+
+    def track_all(self, offsets: list[int]) -> None:
+        """Track fetched offsets, ascending (a fetched batch of the partition)."""
+        if not offsets:
+            return
+        last = self._pending[-1] if self._pending else -1
+        if offsets[0] <= last or any(a >= b for a, b in pairwise(offsets)):
+            raise ValueError(f"offsets {offsets[0]}..{offsets[-1]} tracked out of order")
+        self._pending.extend(offsets)
 
     def ack(self, offset: int) -> None:
         self._acked.add(offset)

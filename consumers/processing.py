@@ -14,10 +14,10 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import ValidationError
 
 from consumers.deadlines import Deadlines, current_task
 from consumers.handlers.base import (
@@ -28,6 +28,7 @@ from consumers.handlers.base import (
     TransientError,
 )
 from events import outcome_wire
+from events.ids import job_id_text
 from events.models import ItemSubmitted
 from streaming.metrics import series_of
 
@@ -77,8 +78,9 @@ def located_message(loc: Sequence[str | int], message: str) -> str:
 
 
 def failed(
-    job_id: UUID, item_index: int, code: str, message: str, attempts: int, duration_ms: float = 0.0
+    job_id: str, item_index: int, code: str, message: str, attempts: int, duration_ms: float = 0.0
 ) -> Outcome:
+    """An ``ItemFailed`` outcome; ``job_id`` is the job id's text."""
     return Outcome(
         "ItemFailed",
         outcome_wire.failed(
@@ -92,7 +94,7 @@ def failed(
     )
 
 
-def cancelled(job_id: UUID, item_index: int) -> Outcome:
+def cancelled(job_id: str, item_index: int) -> Outcome:
     return Outcome("ItemCancelled", outcome_wire.cancelled(job_id, item_index))
 
 
@@ -106,53 +108,33 @@ def _output(handler: Handler, output: Any) -> dict[str, Any]:  # type: ignore[ty
     return result
 
 
-async def _call(
-    handler: Handler,
-    item: Any,  # type: ignore[type-arg]
-    context: ItemContext,
-    deadlines: Deadlines | None,
-) -> BaseModel | JsonOutput:
-    if deadlines is None:
-        async with asyncio.timeout(handler.timeout_s):
-            return await handler.handle(item, context)
-    task = current_task()
-    deadlines.arm(task, handler.timeout_s)
-    try:
-        result = await handler.handle(item, context)
-    except asyncio.CancelledError:
-        if deadlines.disarm(task):
-            raise TimeoutError from None
-        raise
-    deadlines.disarm(task)  # a deadline that expired as the handler returned: it stands
-    return result
+class SubmittedItem(NamedTuple):
+    """An item to process, as read from its ``ItemSubmitted`` event."""
 
+    job_id: UUID
+    job_text: str  # str(job_id)
+    item_index: int
+    item: Any  # the handler's input model; the raw input when it did not validate as one
 
-def typed_items(handler: Handler) -> type[ItemSubmitted]:  # type: ignore[type-arg]
-    """``ItemSubmitted`` with the handler's input model as its ``input``: decoding a record
-    with it validates the envelope and the input in one pass of pydantic's JSON validator.
-    A record it refuses is decoded again as a plain ``ItemSubmitted`` (``decode_expecting``),
-    and ``process_item`` then fails an invalid input with its message, as before."""
-    return create_model(  # type: ignore[no-any-return,call-overload]
-        f"ItemSubmitted[{handler.job_type}]",
-        __base__=ItemSubmitted,
-        input=(handler.input_model, ...),
-    )
+    @classmethod
+    def of(cls, event: ItemSubmitted) -> "SubmittedItem":
+        return cls(event.job_id, job_id_text(event.job_id), event.item_index, event.input)
 
 
 async def process_item(
     handler: Handler,  # type: ignore[type-arg]
-    event: ItemSubmitted,
+    submitted: SubmittedItem,
     policy: RetryPolicy,
     deadlines: Deadlines | None = None,
 ) -> Outcome:
-    job_id, index = event.job_id, event.item_index
+    job_id, job, index, item = submitted
     series = series_of(handler.job_type)
-    item: Any = event.input
-    if not isinstance(item, handler.input_model):  # not validated with the event (typed_items)
+    if not isinstance(item, handler.input_model):  # not validated when read (ItemReader)
         try:
             item = handler.input_model.model_validate(item)
         except ValidationError as exc:
-            return failed(job_id, index, "invalid_input", validation_message(exc), attempts=0)
+            return failed(job, index, "invalid_input", validation_message(exc), attempts=0)
+    timeout_s = handler.timeout_s
     spent_ms = 0.0
     attempt = 0
     while True:
@@ -160,34 +142,49 @@ async def process_item(
         started = time.perf_counter()
         try:
             context = ItemContext(job_id, index, attempt)
-            result = await _call(handler, item, context, deadlines)
+            if deadlines is None:
+                async with asyncio.timeout(timeout_s):
+                    result = await handler.handle(item, context)
+            else:  # one watchdog for every runner instead of a timer per call
+                task = current_task()
+                deadlines.arm(task, timeout_s)
+                try:
+                    result = await handler.handle(item, context)
+                except asyncio.CancelledError:
+                    if deadlines.disarm(task):
+                        raise TimeoutError from None
+                    raise
+                except BaseException:
+                    deadlines.disarm(task)  # else the idle runner is cancelled later
+                    raise
+                deadlines.disarm(task)  # a deadline that expired as it returned: it stands
             output = _output(handler, result)
             spent_ms += (time.perf_counter() - started) * 1000
             series.handler_seconds.observe(spent_ms / 1000)
             return Outcome(
                 "ItemSucceeded",
                 outcome_wire.succeeded(
-                    job_id, index, attempts=attempt, duration_ms=spent_ms, output=output
+                    job, index, attempts=attempt, duration_ms=spent_ms, output=output
                 ),
             )
         except PermanentError as exc:
             spent_ms += (time.perf_counter() - started) * 1000
             series.handler_seconds.observe(spent_ms / 1000)
-            return failed(job_id, index, exc.code, exc.message, attempt, spent_ms)
+            return failed(job, index, exc.code, exc.message, attempt, spent_ms)
         except Exception as exc:  # transient, timeout, bad output or a bug: retried
             spent_ms += (time.perf_counter() - started) * 1000
-            code, message = _transient(exc, handler.timeout_s)
+            code, message = _transient(exc, timeout_s)
             if attempt >= policy.max_attempts:
                 series.handler_seconds.observe(spent_ms / 1000)
-                return failed(job_id, index, code, message, attempt, spent_ms)
+                return failed(job, index, code, message, attempt, spent_ms)
             series.retries.inc()
             log.info(
                 "item %s/%s attempt %d failed (%s); retrying",
-                job_id,
+                job,
                 index,
                 attempt,
                 code,
-                extra={"job_id": str(job_id), "item_index": index, "error_code": code},
+                extra={"job_id": job, "item_index": index, "error_code": code},
             )
             await asyncio.sleep(policy.delay(attempt))
 

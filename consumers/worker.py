@@ -17,9 +17,8 @@ import functools
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -30,6 +29,7 @@ from consumers.cancellations import CancellationWatcher
 from consumers.dead_letters import dead_letter, item_address
 from consumers.deadlines import Deadlines
 from consumers.handlers.base import Handler
+from consumers.item_reader import ItemReader, UnexpectedEvent
 from consumers.lanes import KeyedDispatcher
 from consumers.offsets import PartitionOffsets
 from consumers.processing import (
@@ -38,11 +38,10 @@ from consumers.processing import (
     cancelled,
     failed,
     process_item,
-    typed_items,
 )
 from consumers.settings import WorkerSettings
-from events.codec import EventDecodeError, decode_expecting
-from events.models import ItemSubmitted
+from events.codec import EventDecodeError
+from events.ids import job_id_text
 from streaming.batch_sender import BatchSender
 from streaming.metrics import DEAD_LETTERED, series_of
 
@@ -51,16 +50,14 @@ log = logging.getLogger(__name__)
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
-@dataclass(slots=True)
-class Work:
-    tp: TopicPartition
+class Work(NamedTuple):
     record: Record
-    offsets: PartitionOffsets
+    offsets: PartitionOffsets  # its partition's, while assigned to this worker
 
 
 @functools.lru_cache(maxsize=4096)
-def _job_key(job_id: UUID) -> bytes:
-    return str(job_id).encode()
+def _job_key(job_id: str) -> bytes:
+    return job_id.encode()
 
 
 class _JointAck:
@@ -102,15 +99,14 @@ class Worker:
         self.revoked: set[TopicPartition] = set()
         self.counts: Counter[str] = Counter()
         self.series = series_of(handler.job_type)
-        self.typed_items = typed_items(handler)
+        self.reader = ItemReader(handler, settings.worker_max_event_bytes)
         self.dispatcher: KeyedDispatcher[Work] = KeyedDispatcher(
             self._process,
             concurrency=settings.worker_concurrency,
             max_queued=settings.worker_max_batch * 2,
         )
-        # A record whose partition was revoked (even if assigned again since) is dropped.
-        self.dispatcher.discard = lambda work: self.offsets.get(work.tp) is not work.offsets
-        self._in_flight: Counter[TopicPartition] = Counter()
+        # A record whose partition was released (even if assigned again since) is dropped.
+        self.dispatcher.discard = lambda work: work.offsets.released
         self._last_commit = 0.0
         self.deadlines = Deadlines()
         self._releasing = asyncio.Lock()
@@ -146,11 +142,12 @@ class Worker:
         offsets = self.offsets.get(tp)
         if offsets is None:
             offsets = self.offsets[tp] = PartitionOffsets()
+        offsets.track_all([record.offset for record in records])
+        partition, submit_nowait = tp.partition, self.dispatcher.submit_nowait
         for record in records:
-            offsets.track(record.offset)
-            lane = (tp, record.key if record.key is not None else record.offset)
-            work = Work(tp, record, offsets)
-            if not self.dispatcher.submit_nowait(lane, work):  # no coroutine unless full
+            lane = (partition, record.key if record.key is not None else record.offset)
+            work = Work(record, offsets)
+            if not submit_nowait(lane, work):  # no coroutine unless full
                 await self.dispatcher.submit(lane, work)
 
     async def _maybe_commit(self) -> None:
@@ -182,52 +179,48 @@ class Worker:
     # --- one record ---------------------------------------------------------------------------
 
     async def _process(self, work: Work) -> None:
-        self._in_flight[work.tp] += 1
+        record, offsets = work
+        offsets.running += 1
         try:
-            await self._handle_record(work)
+            try:
+                item = self.reader.read(record.value)
+            except EventDecodeError as exc:
+                await self._reject(work, exc.reason, exc.message, item_address(exc.payload))
+                return
+            except UnexpectedEvent as exc:
+                await self._reject(work, "unexpected_event", f"{exc} on {record.topic}", None)
+                return
+            if self.cancellations is not None and self.cancellations.is_cancelled(item.job_id):
+                outcome = cancelled(item.job_text, item.item_index)
+            else:
+                outcome = await process_item(self.handler, item, self.policy, self.deadlines)
+            await self._emit(item.job_text, outcome, partial(offsets.ack, record.offset))
         except Exception:
             # Publishing failed (the sink reports it to the loop); the record stays
             # unacknowledged, so its offset is never committed.
-            log.exception("could not finish %s@%d", work.tp, work.record.offset)
+            log.exception(
+                "could not finish %s[%d]@%d", record.topic, record.partition, record.offset
+            )
         finally:
-            self._in_flight[work.tp] -= 1
+            offsets.running -= 1
 
-    async def _handle_record(self, work: Work) -> None:
-        record = work.record
-        ack = partial(work.offsets.ack, record.offset)
-        try:
-            event = decode_expecting(
-                self.typed_items, record.value, max_bytes=self.settings.worker_max_event_bytes
-            )
-        except EventDecodeError as exc:
-            address = item_address(exc.payload)
-            if address is None:
-                await self._dead_letter(record, exc.reason, exc.message, ack)
-                return
-            joint = _JointAck(ack, 2)
-            await self._dead_letter(record, exc.reason, exc.message, joint)
-            job_id, index = address
-            outcome = failed(
-                job_id, index, "malformed_event", f"{exc.reason}: {exc.message}", attempts=0
-            )
-            await self._emit(job_id, outcome, joint)
+    async def _reject(
+        self, work: Work, reason: str, message: str, address: tuple[UUID, int] | None
+    ) -> None:
+        """Dead-letter a record; when it still names its item, fail the item too, so that
+        its job can finish."""
+        record, offsets = work
+        ack = partial(offsets.ack, record.offset)
+        if address is None:
+            await self._dead_letter(record, reason, message, ack)
             return
-        if not isinstance(event, ItemSubmitted) or event.job_type != self.handler.job_type:
-            await self._dead_letter(
-                record,
-                "unexpected_event",
-                f"{event.event_type} for job type {getattr(event, 'job_type', None)!r} does "
-                f"not belong on {record.topic}",
-                ack,
-            )
-            return
-        if self.cancellations is not None and self.cancellations.is_cancelled(event.job_id):
-            outcome = cancelled(event.job_id, event.item_index)
-        else:
-            outcome = await process_item(self.handler, event, self.policy, self.deadlines)
-        await self._emit(event.job_id, outcome, ack)
+        joint = _JointAck(ack, 2)
+        await self._dead_letter(record, reason, message, joint)
+        job, index = job_id_text(address[0]), address[1]
+        outcome = failed(job, index, "malformed_event", f"{reason}: {message}", attempts=0)
+        await self._emit(job, outcome, joint)
 
-    async def _emit(self, job_id: UUID, outcome: Outcome, ack: Any) -> None:
+    async def _emit(self, job_id: str, outcome: Outcome, ack: Any) -> None:
         self.counts[outcome.event_type] += 1
         self.series.outcome(outcome.event_type).inc()
         key, topic = _job_key(job_id), self.outcomes_topic
@@ -258,8 +251,11 @@ class Worker:
 
     async def _release(self, partitions: list[TopicPartition]) -> None:
         self.revoked.update(partitions)
+        released = [self.offsets[tp] for tp in partitions if tp in self.offsets]
+        for offsets in released:
+            offsets.released = True  # queued records of these partitions are dropped
         deadline = time.monotonic() + self.settings.worker_shutdown_grace_s
-        while any(self._in_flight[tp] for tp in partitions) and time.monotonic() < deadline:
+        while any(offsets.running for offsets in released) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         try:
             await asyncio.wait_for(self.sink.flush(), max(0.1, deadline - time.monotonic()))

@@ -14,7 +14,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from events import ids
 
 JsonObject = dict[str, Any]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+# What the projected tables can hold: their counters and indexes are 32-bit integers, so a
+# job has at most MAX_ITEMS items, and an outcome reports at most MAX_DURATION_MS (a week).
+# An event past these bounds is a schema violation, dead-lettered, never a projector stuck
+# on a row the database refuses.
+MAX_ITEMS = 2**31 - 1
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000.0
+Count = Annotated[int, Field(ge=0, le=MAX_ITEMS)]
+ItemIndex = Annotated[int, Field(ge=0, lt=MAX_ITEMS)]
+DurationMs = Annotated[float, Field(ge=0, le=MAX_DURATION_MS)]
 ErrorCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 JobType = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 
@@ -40,7 +48,7 @@ class JobSubmitted(Event):
     schema_version: Literal[1] = 1
     job_type: JobType
     user_id: Annotated[str, Field(min_length=1, max_length=128)]
-    total_items: NonNegativeInt
+    total_items: Count
     metadata: JsonObject = Field(default_factory=dict)
     retry_of: UUID | None = None
 
@@ -70,7 +78,7 @@ class ItemSubmitted(Event):
     event_type: Literal["ItemSubmitted"] = "ItemSubmitted"
     schema_version: Literal[1] = 1
     job_type: JobType
-    item_index: NonNegativeInt
+    item_index: ItemIndex
     input: JsonObject
 
     @classmethod
@@ -85,9 +93,9 @@ class ItemSubmitted(Event):
 
 
 class _Outcome(Event):
-    item_index: NonNegativeInt
-    attempts: NonNegativeInt = 1
-    duration_ms: Annotated[float, Field(ge=0)] = 0.0
+    item_index: ItemIndex
+    attempts: Count = 1
+    duration_ms: DurationMs = 0.0
 
     @classmethod
     def new(cls, *, job_id: UUID, item_index: int, **fields: Any) -> Any:
@@ -116,7 +124,7 @@ class ItemFailed(_Outcome):
 class ItemCancelled(_Outcome):
     event_type: Literal["ItemCancelled"] = "ItemCancelled"
     schema_version: Literal[1] = 1
-    attempts: NonNegativeInt = 0
+    attempts: Count = 0
 
 
 ItemOutcome = ItemSucceeded | ItemFailed | ItemCancelled

@@ -91,7 +91,8 @@ ON CONFLICT (id) DO UPDATE SET
     success_items = j.success_items + EXCLUDED.success_items,
     failed_items = j.failed_items + EXCLUDED.failed_items,
     cancelled_items = j.cancelled_items + EXCLUDED.cancelled_items,
-    sum_duration_us = j.sum_duration_us + EXCLUDED.sum_duration_us,
+    sum_duration_us = LEAST(j.sum_duration_us::numeric + EXCLUDED.sum_duration_us,
+                            9223372036854775807)::bigint,  -- saturates, never overflows
     started_at = LEAST(j.started_at, EXCLUDED.started_at),
     last_outcome_at = GREATEST(j.last_outcome_at, EXCLUDED.last_outcome_at)
 """

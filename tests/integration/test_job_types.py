@@ -36,7 +36,9 @@ async def run(handler: Handler, item: dict, ctx: ItemContext | None = None):  # 
     output = await handler.handle(handler.input_model.model_validate(item), ctx or context())
     model = handler.output_model.model_validate(output)
     if isinstance(output, JsonOutput):  # sent as is: it must be what the model would send
-        event = outcome_wire.succeeded(uuid.uuid4(), 0, attempts=1, duration_ms=0, output=output)
+        event = outcome_wire.succeeded(
+            str(uuid.uuid4()), 0, attempts=1, duration_ms=0, output=output
+        )
         sent = orjson.loads(event)
         assert sent["output"] == model.model_dump(mode="json")
     return model

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from consumers.dead_letters import HEADER_OFFSET, HEADER_REASON, HEADER_TOPIC
 from events.codec import encode
-from events.models import ItemSubmitted, JobSubmitted
+from events.models import ItemSubmitted, ItemSucceeded, JobSubmitted
 from streaming.clients import connection_options
 from tests.integration.conftest import publish, wait_for
 
@@ -121,3 +121,65 @@ def test_poison_events_are_dead_lettered_and_the_job_still_completes(
         assert int(headers[HEADER_OFFSET]) >= 0
         assert letter.key == key
     assert b"\x00\x01 not json at all" in [r.value for r in letters]
+
+
+def test_values_the_tables_cannot_hold_are_refused_and_the_projector_goes_on(
+    kafka_settings, engine, processes
+):
+    """Counts past 32 bits and absurd durations are valid JSON numbers; the tables' integer
+    columns cannot hold them. They are schema violations: the projector passes over them
+    (before, its write failed and it retried the same batch for ever), and the real
+    outcomes that follow them are folded."""
+    processes.start("worker", "--job-type", "query")
+    processes.start("projector")
+    topics = kafka_settings.topics
+    job_id, refused_job = uuid.uuid4(), uuid.uuid4()
+    key, refused_key = str(job_id).encode(), str(refused_job).encode()
+
+    def submitted(index: int) -> dict:
+        event = ItemSubmitted.new(
+            job_id=job_id, item_index=index, job_type="query", input={"content_hash": "a" * 64}
+        )
+        return orjson.loads(encode(event))
+
+    def outcome(index: int, **fields) -> bytes:
+        event = ItemSucceeded.new(job_id=job_id, item_index=index, output={}, attempts=1)
+        return orjson.dumps({**orjson.loads(encode(event)), **fields})
+
+    job = orjson.loads(
+        encode(JobSubmitted.new(job_id=job_id, job_type="query", user_id="up", total_items=2))
+    )
+    too_big_job = {**job, "job_id": str(refused_job), "total_items": 2**33}
+    messages = [
+        (topics.jobs, refused_key, orjson.dumps(too_big_job)),
+        (topics.outcomes, key, outcome(0, attempts=2**40)),
+        (topics.outcomes, key, outcome(1, duration_ms=1e300)),
+        (topics.items("query"), key, orjson.dumps({**submitted(0), "item_index": 3 * 10**9})),
+        (topics.jobs, key, orjson.dumps(job)),
+        (topics.items("query"), key, orjson.dumps(submitted(0))),
+        (topics.items("query"), key, orjson.dumps(submitted(1))),
+    ]
+    asyncio.run(publish(kafka_settings, messages))
+
+    def completed():
+        with engine.connect() as conn:
+            return conn.execute(
+                text("SELECT success_items FROM jobs WHERE id = :id AND status = 'completed'"),
+                {"id": job_id},
+            ).scalar_one_or_none()
+
+    assert wait_for(completed, 90, "the job after the refused events to complete") == 2
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT attempts, duration_ms < 1e6 FROM items WHERE job_id = :id"),
+            {"id": job_id},
+        ).all()
+        assert sorted(rows) == [(1, True), (1, True)]
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM jobs WHERE id = :id"), {"id": refused_job}
+            ).scalar_one()
+            == 0
+        )
+    letters = asyncio.run(read_dead_letters(kafka_settings, expected=1, key=key))
+    assert [dict(r.headers)[HEADER_REASON] for r in letters] == [b"schema_violation"]

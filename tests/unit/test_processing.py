@@ -6,16 +6,17 @@ from uuid import uuid4
 import pytest
 from pydantic import BaseModel
 
+from consumers.deadlines import Deadlines, bind_runner_task
 from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
-from consumers.processing import RetryPolicy, error_code, typed_items
+from consumers.processing import RetryPolicy, SubmittedItem, error_code
 from consumers.processing import process_item as process_to_bytes
-from events.codec import decode, decode_expecting, encode
+from events.codec import decode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded
 
 
-async def process_item(handler, event, policy):
+async def process_item(handler, event, policy, deadlines=None):
     """The outcome, decoded through the one codec: it must be a valid contract event."""
-    outcome = await process_to_bytes(handler, event, policy)
+    outcome = await process_to_bytes(handler, SubmittedItem.of(event), policy, deadlines)
     decoded = decode(outcome.value)
     assert decoded.event_type == outcome.event_type
     assert decoded.job_id == event.job_id and decoded.item_index == event.item_index
@@ -101,9 +102,22 @@ async def test_an_unexpected_exception_is_retried_like_a_transient_one():
     assert isinstance(outcome, ItemSucceeded) and outcome.attempts == 2
 
 
-async def test_a_slow_handler_times_out_and_is_retried():
+@pytest.mark.parametrize("watched", [False, True], ids=["asyncio.timeout", "Deadlines"])
+async def test_a_slow_handler_times_out_and_is_retried(watched):
     handler = Scripted(5.0, 5.0, 5.0)
-    outcome = await process_item(handler, submitted(), FAST)
+    deadlines = Deadlines(interval_s=0.01) if watched else None
+
+    async def runner():
+        bind_runner_task()
+        return await process_item(handler, submitted(), FAST, deadlines)
+
+    if deadlines is not None:
+        deadlines.start()
+    try:
+        outcome = await asyncio.wait_for(asyncio.create_task(runner()), 5)
+    finally:
+        if deadlines is not None:
+            await deadlines.stop()
     assert isinstance(outcome, ItemFailed)
     assert outcome.error_code == "timeout" and outcome.attempts == 3
 
@@ -118,32 +132,6 @@ async def test_invalid_input_fails_without_calling_the_handler(payload):
     outcome = await process_item(handler, submitted(payload), FAST)
     assert isinstance(outcome, ItemFailed)
     assert outcome.error_code == "invalid_input" and handler.calls == 0
-
-
-@pytest.mark.parametrize("payload", [{"n": "many"}, {}, {"n": 1, "extra": True}])
-async def test_a_record_decoded_with_typed_items_has_the_same_outcome(payload):
-    """Decoded with the handler's typed ``ItemSubmitted``, a valid item arrives validated; an
-    invalid one falls back to the plain model and fails with the same message as before."""
-
-    class Strict(In):
-        model_config = {"extra": "forbid"}
-
-    handler = Scripted()
-    handler.input_model = Strict  # type: ignore[misc]
-    typed = typed_items(handler)
-    valid = decode_expecting(typed, encode(submitted()))
-    assert isinstance(valid, typed) and valid.input == Strict(n=21)
-    assert isinstance(await process_item(handler, valid, FAST), ItemSucceeded)
-
-    event = submitted(payload)
-    invalid = decode_expecting(typed, encode(event))
-    assert type(invalid) is ItemSubmitted and invalid == event
-    outcome = await process_item(handler, invalid, FAST)
-    plain = await process_item(Scripted(), submitted(payload), FAST)
-    assert isinstance(outcome, ItemFailed) and outcome.error_code == "invalid_input"
-    assert handler.calls == 1
-    if payload != {"n": 1, "extra": True}:  # Scripted's own In ignores extra fields
-        assert outcome.error_message == plain.error_message
 
 
 def test_backoff_grows_and_is_capped():
@@ -184,3 +172,26 @@ async def test_output_that_breaks_the_output_model_fails_the_item():
     outcome = await process_item(Liar(), submitted(), FAST)
     assert isinstance(outcome, ItemFailed)
     assert outcome.error_code == "invalid_output" and outcome.attempts == 3
+
+
+@pytest.mark.parametrize("error", [PermanentError("no", "never"), TransientError("later", "x")])
+async def test_a_handler_that_raises_leaves_no_deadline_armed(error):
+    """The runner task that called a failing handler goes on idling, then handling more
+    items, long past the failed call's deadline: nothing cancels it."""
+    deadlines = Deadlines(interval_s=0.01)
+    deadlines.start()
+    handler = Scripted(error)
+    handler.timeout_s = 0.05  # type: ignore[misc]
+    once = RetryPolicy(max_attempts=1)
+
+    async def runner() -> list[str]:
+        bind_runner_task()
+        first = await process_item(handler, submitted(), once, deadlines)
+        await asyncio.sleep(0.3)  # idle, as a runner waiting for records
+        second = await process_item(handler, submitted(), once, deadlines)
+        return [first.event_type, second.event_type]
+
+    try:
+        assert await asyncio.wait_for(runner(), 5) == ["ItemFailed", "ItemSucceeded"]
+    finally:
+        await deadlines.stop()
