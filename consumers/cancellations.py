@@ -54,12 +54,15 @@ class CancellationWatcher:
         self.engine = engine
         self.projection = projection
         self.ttl_s = ttl_s
-        # job id -> when it was learned; pruned after ttl_s so that memory stays bounded
-        self.cancelled: dict[UUID, float] = {}
+        # job id's text -> when it was learned; pruned after ttl_s so that memory stays
+        # bounded. By text: the worker asks per item, and a str's hash is cached (a UUID's
+        # runs Python code).
+        self.cancelled: dict[str, float] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def is_cancelled(self, job_id: UUID) -> bool:
+    def is_cancelled(self, job_id: str) -> bool:
+        """Whether the job (its id's canonical text) has been cancelled."""
         return job_id in self.cancelled
 
     async def start(self) -> None:
@@ -70,7 +73,7 @@ class CancellationWatcher:
                 load_snapshot, self.engine, self.projection, topic
             )
             now = time.monotonic()
-            self.cancelled = dict.fromkeys(known, now)
+            self.cancelled = dict.fromkeys(map(str, known), now)
         consumer = AIOKafkaConsumer(
             **connection_options(self.settings),
             group_id=None,
@@ -103,7 +106,7 @@ class CancellationWatcher:
                     except EventDecodeError:
                         continue  # the projector and the DLQ tooling report these
                     if isinstance(event, JobCancelRequested):
-                        self.cancelled[event.job_id] = time.monotonic()
+                        self.cancelled[str(event.job_id)] = time.monotonic()
             self._prune()
 
     def _prune(self) -> None:

@@ -30,7 +30,7 @@ from consumers.handlers.base import (
 from events import outcome_wire
 from events.ids import job_id_text
 from events.models import ItemSubmitted
-from streaming.metrics import series_of
+from streaming.metrics import JobTypeSeries, series_of
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,9 @@ MAX_MESSAGE = 4096
 _NOT_CODE = re.compile(r"[^a-z0-9_]+")
 
 
-@dataclass(slots=True)
-class Outcome:
-    """An encoded outcome event and its type. (Not frozen: one is made per item, and a
-    frozen dataclass's ``__init__`` costs several times more; nothing changes it.)"""
+class Outcome(NamedTuple):
+    """An encoded outcome event and its type. (A tuple: one is made per item, and a
+    dataclass's ``__init__`` runs Python code.)"""
 
     event_type: str
     value: bytes
@@ -126,9 +125,12 @@ async def process_item(
     submitted: SubmittedItem,
     policy: RetryPolicy,
     deadlines: Deadlines | None = None,
+    series: JobTypeSeries | None = None,
 ) -> Outcome:
+    """``series``: the job type's metrics (``series_of(handler.job_type)``), when the caller
+    has them at hand."""
     job_id, job, index, item = submitted
-    series = series_of(handler.job_type)
+    series = series or series_of(handler.job_type)
     if not isinstance(item, handler.input_model):  # not validated when read (ItemReader)
         try:
             item = handler.input_model.model_validate(item)

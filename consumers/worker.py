@@ -190,10 +190,12 @@ class Worker:
             except UnexpectedEvent as exc:
                 await self._reject(work, "unexpected_event", f"{exc} on {record.topic}", None)
                 return
-            if self.cancellations is not None and self.cancellations.is_cancelled(item.job_id):
+            if self.cancellations is not None and self.cancellations.is_cancelled(item.job_text):
                 outcome = cancelled(item.job_text, item.item_index)
             else:
-                outcome = await process_item(self.handler, item, self.policy, self.deadlines)
+                outcome = await process_item(
+                    self.handler, item, self.policy, self.deadlines, self.series
+                )
             await self._emit(item.job_text, outcome, partial(offsets.ack, record.offset))
         except Exception:
             # Publishing failed (the sink reports it to the loop); the record stays

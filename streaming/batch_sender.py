@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 Ack = Callable[[], None]
 MAX_CLOSED_PER_PARTITION = 8
 LARGE_MESSAGE = 64 * 1024
+KEYS_REMEMBERED = 4096
 
 
 class DeliveryFailed(Exception):
@@ -82,6 +83,8 @@ class BatchSender:
         self.linger_s = linger_s
         self._partitions: dict[str, list[TopicPartition]] = {}  # by topic, in order
         self._outs: dict[TopicPartition, _PartitionOut] = {}
+        # where recent keys go (a worker's outcomes share their job's key): no hash per message
+        self._by_key: dict[tuple[str, bytes], _PartitionOut] = {}
         self._failure: BaseException | None = None
         self._flusher: asyncio.Task[None] | None = None
 
@@ -134,6 +137,10 @@ class BatchSender:
         return True
 
     def _out(self, topic: str, key: bytes | None) -> _PartitionOut:
+        if key is not None:
+            out = self._by_key.get((topic, key))
+            if out is not None:
+                return out
         partitions = self._partitions[topic]
         if key is None:  # as the default partitioner does
             tp = random.choice(partitions)
@@ -143,6 +150,10 @@ class BatchSender:
         if out is None:
             out = self._outs[tp] = _PartitionOut(tp, self.producer)
             out.task = asyncio.create_task(self._send_loop(out))
+        if key is not None:
+            if len(self._by_key) >= KEYS_REMEMBERED:
+                self._by_key.clear()
+            self._by_key[(topic, key)] = out
         return out
 
     def _add(
