@@ -97,14 +97,15 @@ def cancelled(job_id: str, item_index: int) -> Outcome:
     return Outcome("ItemCancelled", outcome_wire.cancelled(job_id, item_index))
 
 
-def _output(handler: Handler, output: Any) -> dict[str, Any]:  # type: ignore[type-arg]
+def _output(handler: Handler, output: Any) -> dict[str, Any] | bytes:  # type: ignore[type-arg]
+    """The handler's output for the outcome: a ``JsonOutput`` as it is, anything else as its
+    output model writes it (validated first unless it is one)."""
     if type(output) is JsonOutput:
         return output
     model = handler.output_model
     if not isinstance(output, model):
         output = model.model_validate(output)
-    result: dict[str, Any] = output.model_dump(mode="json")
-    return result
+    return output.__pydantic_serializer__.to_json(output)  # type: ignore[no-any-return]
 
 
 class SubmittedItem(NamedTuple):

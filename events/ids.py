@@ -39,10 +39,14 @@ class ItemUuid5:
         self._job_hash = job_hash
 
     def text(self, job_id: str, item_part: str) -> str:
+        return self.ascii_text(job_id, item_part.encode()).decode()
+
+    def ascii_text(self, job_id: str, item_part: bytes) -> bytes:
+        """``text`` as ASCII bytes (what a hot path writes into an event)."""
         hashed = self._job_hash(job_id).copy()
-        hashed.update(item_part.encode())
+        hashed.update(item_part)
         h = hashed.hexdigest()
-        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}".encode()
 
     def ascii_texts(self, job_id: str, item_parts: Iterable[bytes]) -> list[bytes]:
         """``text`` of many items of one job, as ASCII bytes, in one call."""

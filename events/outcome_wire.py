@@ -20,14 +20,13 @@ _OPTIONS = orjson.OPT_UTC_Z
 _dumps = orjson.dumps
 
 
-def item_event_id(job_id: str, item_index: int, kind: str) -> str:
-    """``str(events.ids.uuid5(NAMESPACE, f"{job_id}/{item_index}/{kind}"))``."""
-    return ITEM_IDS.text(job_id, f"{item_index}/{kind}")
-
-
 def outcome_id(job_id: str, item_index: int) -> str:
     """``str(events.ids.item_outcome_id(job_id, item_index))``."""
-    return item_event_id(job_id, item_index, "outcome")
+    return _outcome_id(job_id, item_index).decode()
+
+
+def _outcome_id(job_id: str, item_index: int) -> bytes:
+    return ITEM_IDS.ascii_text(job_id, b"%d/outcome" % item_index)
 
 
 def _template(event_type: str, tail: bytes) -> bytes:
@@ -45,7 +44,7 @@ _CANCELLED = _template("ItemCancelled", b"")
 
 def _head(job_id: str, item_index: int, attempts: int, duration_ms: float) -> tuple[Any, ...]:
     return (
-        outcome_id(job_id, item_index).encode(),
+        _outcome_id(job_id, item_index),
         _dumps(datetime.now(UTC), option=_OPTIONS),
         job_id.encode(),
         item_index,
@@ -55,12 +54,17 @@ def _head(job_id: str, item_index: int, attempts: int, duration_ms: float) -> tu
 
 
 def succeeded(
-    job_id: str, item_index: int, *, attempts: int, duration_ms: float, output: dict[str, Any]
+    job_id: str,
+    item_index: int,
+    *,
+    attempts: int,
+    duration_ms: float,
+    output: dict[str, Any] | bytes,
 ) -> bytes:
-    return _SUCCEEDED % (
-        *_head(job_id, item_index, attempts, duration_ms),
-        _dumps(output, option=_OPTIONS),
-    )
+    """``output``: the output object, or its JSON as pydantic writes it (bytes)."""
+    if type(output) is not bytes:
+        output = _dumps(output, option=_OPTIONS)
+    return _SUCCEEDED % (*_head(job_id, item_index, attempts, duration_ms), output)
 
 
 def failed(

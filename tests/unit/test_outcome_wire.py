@@ -6,6 +6,7 @@ from uuid import uuid4
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from events import ids, outcome_wire
 from events.codec import decode, encode
@@ -113,3 +114,17 @@ def test_the_time_is_written_as_the_model_writes_it(monkeypatch, microsecond):
 def test_a_duration_past_the_contracts_bound_is_written_as_the_bound():
     wire = outcome_wire.succeeded(str(uuid4()), 0, attempts=1, duration_ms=1e300, output={})
     assert decode(wire).duration_ms == MAX_DURATION_MS
+
+
+def test_an_output_written_by_its_model_is_sent_as_written():
+    class Output(BaseModel):
+        at: datetime
+        ratio: float
+        name: str
+
+    output = Output(at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), ratio=1e-7, name="é\n")
+    written = output.__pydantic_serializer__.to_json(output)
+    wire = outcome_wire.succeeded(str(uuid4()), 2, attempts=1, duration_ms=1.0, output=written)
+    event = decode(wire)
+    assert event.output == output.model_dump(mode="json")
+    assert encode(event) == wire
