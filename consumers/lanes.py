@@ -37,8 +37,9 @@ class KeyedDispatcher(Generic[T]):
         self._queued = 0
         self._busy = 0
         self._stopping = False
-        self._room = asyncio.Event()
+        self._room = asyncio.Event()  # set while submissions are not waiting for room
         self._room.set()
+        self._full = False  # someone waits for room (read per record: cheaper than the event)
         self._idle = asyncio.Event()
         self._idle.set()
         self._runners: list[asyncio.Task[None]] = []
@@ -51,6 +52,7 @@ class KeyedDispatcher(Generic[T]):
         """Queue an item on its lane, waiting while ``max_queued`` items are queued."""
         while not self.submit_nowait(lane_key, item):
             self._room.clear()
+            self._full = True
             await self._room.wait()
 
     def submit_nowait(self, lane_key: Hashable, item: T) -> bool:
@@ -113,7 +115,8 @@ class KeyedDispatcher(Generic[T]):
             try:
                 while True:  # the lane's records, in order
                     self._queued -= 1
-                    if not self._room.is_set() and self._queued < self._max_queued:
+                    if self._full and self._queued < self._max_queued:
+                        self._full = False
                         self._room.set()
                     if not self.discard(item):
                         try:

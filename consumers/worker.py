@@ -18,7 +18,7 @@ import logging
 import time
 from collections import Counter
 from functools import partial
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, TypeAlias
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -50,9 +50,9 @@ log = logging.getLogger(__name__)
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
-class Work(NamedTuple):
-    record: Record
-    offsets: PartitionOffsets  # its partition's, while assigned to this worker
+# A record and its partition's offsets tracker (while the partition is assigned here). A
+# plain tuple: one is made per record, and a named tuple's constructor runs Python code.
+Work: TypeAlias = tuple[Record, PartitionOffsets]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -106,7 +106,7 @@ class Worker:
             max_queued=settings.worker_max_batch * 2,
         )
         # A record whose partition was released (even if assigned again since) is dropped.
-        self.dispatcher.discard = lambda work: work.offsets.released
+        self.dispatcher.discard = lambda work: work[1].released
         self._last_commit = 0.0
         self.deadlines = Deadlines()
         self._releasing = asyncio.Lock()
@@ -146,7 +146,7 @@ class Worker:
         partition, submit_nowait = tp.partition, self.dispatcher.submit_nowait
         for record in records:
             lane = (partition, record.key if record.key is not None else record.offset)
-            work = Work(record, offsets)
+            work = (record, offsets)
             if not submit_nowait(lane, work):  # no coroutine unless full
                 await self.dispatcher.submit(lane, work)
 

@@ -54,3 +54,22 @@ async def test_discarded_items_are_skipped_and_queue_is_bounded():
     await dispatcher.drained()
     await dispatcher.stop()
     assert sorted(seen) == [0, 2, 4, 100]  # odd ones were discarded
+
+
+async def test_a_record_that_raises_does_not_stop_its_lane_or_its_runner():
+    seen: list[int] = []
+
+    async def process(item: int) -> None:
+        if item == 1:
+            raise RuntimeError("boom")
+        seen.append(item)
+
+    dispatcher = KeyedDispatcher(process, concurrency=1, max_queued=10)
+    dispatcher.start()
+    for i in range(4):
+        await dispatcher.submit("same lane", i)
+    await asyncio.wait_for(dispatcher.drained(), 2)
+    await dispatcher.submit("another lane", 9)
+    await asyncio.wait_for(dispatcher.drained(), 2)
+    await dispatcher.stop()
+    assert seen == [0, 2, 3, 9]
