@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from psycopg2.extensions import AsIs
 from psycopg2.extensions import connection as PgConnection
-from psycopg2.extras import execute_values
 
 from projections.copy_rows import item_lines, job_lines
 from projections.fold import Changes
@@ -159,6 +159,7 @@ SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projectio
 """
 
 
+EPOCH = "SELECT epoch FROM projection_state WHERE id = 1"
 SWAP_LOCK = 0x61_6F_62_73  # advisory lock: writes share it, a table swap takes it alone
 
 
@@ -205,7 +206,7 @@ class ProjectionWriter:
 
     @staticmethod
     def _epoch(cur: Any) -> int:
-        cur.execute("SELECT epoch FROM projection_state WHERE id = 1")
+        cur.execute(EPOCH)
         row = cur.fetchone()
         return int(row[0]) if row else 0
 
@@ -236,9 +237,10 @@ class ProjectionWriter:
         staged = changes if isinstance(changes, StagedChanges) else self.stage(changes)
         try:
             with self.conn.cursor() as cur:
-                if self.follow_swaps:
-                    cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWAP_LOCK,))
-                    if self._epoch(cur) != self.epoch:
+                if self.follow_swaps:  # one round trip: the lock, then the epoch
+                    cur.execute("SELECT pg_advisory_xact_lock_shared(%s); " + EPOCH, (SWAP_LOCK,))
+                    row = cur.fetchone()
+                    if (int(row[0]) if row else 0) != self.epoch:
                         raise ProjectionSwitched("the projected tables were swapped")
                 self._apply(cur, staged)
             self.conn.commit()
@@ -247,17 +249,23 @@ class ProjectionWriter:
             raise
 
     def _apply(self, cur: Any, staged: StagedChanges) -> None:
+        """The staging COPYs, then every statement in one round trip (with the lock and
+        the commit, four round trips a batch instead of nine: it tells with a remote
+        database; on the local one the projector benchmark did not move)."""
+        statements: list[bytes] = []
         if staged.job_rows:
             _copy(cur, "COPY stage_jobs FROM STDIN", staged.job_rows)
-            cur.execute(UPSERT_JOBS)
+            statements.append(cur.mogrify(UPSERT_JOBS))
         if staged.item_rows:
             _copy(cur, "COPY stage_items FROM STDIN", staged.item_rows)
-            cur.execute(UPSERT_SUBMITTED_ITEMS)
-            cur.execute(APPLY_OUTCOMES)
+            statements += [cur.mogrify(UPSERT_SUBMITTED_ITEMS), cur.mogrify(APPLY_OUTCOMES)]
         if staged.job_ids:
-            cur.execute(REFRESH_JOBS, {"ids": staged.job_ids})
-            cur.execute(INSERT_RESULTS, {"ids": staged.job_ids})
+            ids = {"ids": staged.job_ids}
+            statements += [cur.mogrify(REFRESH_JOBS, ids), cur.mogrify(INSERT_RESULTS, ids)]
         if staged.positions:
-            execute_values(
-                cur, SAVE_POSITIONS, staged.positions, template="(%s, %s, %s, %s, now())"
+            rows = b",".join(
+                cur.mogrify("(%s, %s, %s, %s, now())", row) for row in staged.positions
             )
+            statements.append(cur.mogrify(SAVE_POSITIONS, (AsIs(rows.decode()),)))
+        if statements:
+            cur.execute(b";\n".join(statements))
