@@ -196,7 +196,9 @@ class Worker:
                 outcome = await process_item(
                     self.handler, item, self.policy, self.deadlines, self.series
                 )
-            await self._emit(item.job_text, outcome, partial(offsets.ack, record.offset))
+            ack = partial(offsets.ack, record.offset)
+            if not self._emit_nowait(item.job_text, outcome, ack):  # no coroutine
+                await self._emit(item.job_text, outcome, ack)
         except Exception:
             # Publishing failed (the sink reports it to the loop); the record stays
             # unacknowledged, so its offset is never committed.
@@ -223,11 +225,21 @@ class Worker:
         await self._emit(job, outcome, joint)
 
     async def _emit(self, job_id: str, outcome: Outcome, ack: Any) -> None:
+        """Publish an outcome (waiting for room in the sink if need be)."""
+        if not self._emit_nowait(job_id, outcome, ack):
+            self._count(outcome)
+            await self.sink.append(self.outcomes_topic, _job_key(job_id), outcome.value, ack)
+
+    def _emit_nowait(self, job_id: str, outcome: Outcome, ack: Any) -> bool:
+        """``_emit`` without a coroutine: False, publishing nothing, when it would wait."""
+        if not self.sink.append_nowait(self.outcomes_topic, _job_key(job_id), outcome.value, ack):
+            return False
+        self._count(outcome)
+        return True
+
+    def _count(self, outcome: Outcome) -> None:
         self.counts[outcome.event_type] += 1
         self.series.outcome(outcome.event_type).inc()
-        key, topic = _job_key(job_id), self.outcomes_topic
-        if not self.sink.append_nowait(topic, key, outcome.value, ack):  # no coroutine
-            await self.sink.append(topic, key, outcome.value, ack)
 
     async def _dead_letter(self, record: Record, reason: str, message: str, ack: Any) -> None:
         self.counts["dead_lettered"] += 1
