@@ -50,12 +50,19 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.stored is not None:
             await self.stored()
         stored = await asyncio.to_thread(self.writer.load_positions)
+        resumed = 0
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition))
             if offset is None:
                 await self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, offset)
+                resumed += 1
+        log.info(
+            "assigned %d partitions: %d resume at their stored positions, the rest from the start",
+            len(assigned),
+            resumed,
+        )
 
 
 async def write_behind(

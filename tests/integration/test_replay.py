@@ -116,7 +116,8 @@ def test_shadow_replay_beside_a_running_projector_swaps_in_identical_tables(
     kafka_settings, engine, processes, stack_env
 ):
     job_ids = mixed_run(kafka_settings)
-    processes.start("projector")
+    # its log (shown if the test fails) says when it sees the swap and where it resumes
+    processes.start("projector", LOG_LEVEL="INFO")
     wait_fully_folded(engine, kafka_settings, 60)
     live = snapshot(engine)
     with engine.connect() as conn:
