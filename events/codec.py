@@ -5,12 +5,11 @@ version, undecodable bytes, a schema violation or an oversized event raise
 ``EventDecodeError`` with a short machine-readable ``reason``.
 """
 
-import functools
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from events.models import EVENT_CLASSES, AnyEvent, Event
 
@@ -114,29 +113,3 @@ def _upcast(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
         version += 1
         payload["schema_version"] = version
     return payload
-
-
-def decode_expecting(
-    expected: type[E] | tuple[type[Event], ...],
-    data: bytes | None,
-    *,
-    max_bytes: int = MAX_EVENT_BYTES,
-) -> AnyEvent:
-    """``decode`` with a fast path for the types a topic normally carries (one class, or
-    several told apart by ``event_type``): one pass of pydantic's JSON validator. Anything
-    else (another type, an old version, an error) goes through ``decode``, which upcasts
-    or explains exactly what is wrong."""
-    if data is not None and len(data) <= max_bytes:
-        try:
-            return _validator(expected).validate_json(data)  # type: ignore[no-any-return]
-        except ValidationError:
-            pass
-    return decode(data, max_bytes=max_bytes)
-
-
-@functools.cache
-def _validator(expected: type[Event] | tuple[type[Event], ...]) -> Any:
-    if isinstance(expected, type):
-        return expected.__pydantic_validator__
-    union = Union[expected]  # type: ignore[valid-type]  # noqa: UP007
-    return TypeAdapter(Annotated[union, Field(discriminator="event_type")]).validator

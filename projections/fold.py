@@ -66,38 +66,72 @@ class Changes:
         self.positions[key] = max(self.positions.get(key, 0), offset + 1)
 
     def apply(self, event: AnyEvent) -> None:
-        self.events += 1
-        if isinstance(event, JobSubmitted):
+        if isinstance(event, ItemSubmitted):
+            self.submitted(event.job_id, event.item_index, event.input, event.occurred_at)
+        elif isinstance(event, JobSubmitted):
+            self.events += 1
             job = self._job(event.job_id)
             if job.submitted is None:
                 job.submitted = event
         elif isinstance(event, JobCancelRequested):
+            self.events += 1
             job = self._job(event.job_id)
             if job.cancel_requested_at is None or event.occurred_at < job.cancel_requested_at:
                 job.cancel_requested_at = event.occurred_at
-        elif isinstance(event, ItemSubmitted):
-            item = self._item(event.job_id, event.item_index)
-            if not item.submitted:
-                item.submitted = True
-                item.input_data = event.input
-                item.submitted_at = event.occurred_at
         else:
             self._apply_outcome(event)
 
     def _apply_outcome(self, event: ItemSucceeded | ItemFailed | ItemCancelled) -> None:
-        item = self._item(event.job_id, event.item_index)
+        output = code = message = None
+        if isinstance(event, ItemSucceeded):
+            status, output = "success", event.output
+        elif isinstance(event, ItemFailed):
+            status, code, message = "failed", event.error_code, event.error_message
+        else:
+            status = "cancelled"
+        self.outcome(
+            event.job_id,
+            event.item_index,
+            status,
+            event.attempts,
+            event.duration_ms,
+            event.occurred_at,
+            output,
+            code,
+            message,
+        )
+
+    def submitted(
+        self, job_id: UUID, item_index: int, input_data: dict[str, Any], occurred_at: datetime
+    ) -> None:
+        """An ``ItemSubmitted``, from its fields (the projector's one-pass reading)."""
+        self.events += 1
+        item = self._item(job_id, item_index)
+        if not item.submitted:
+            item.submitted = True
+            item.input_data = input_data
+            item.submitted_at = occurred_at
+
+    def outcome(
+        self,
+        job_id: UUID,
+        item_index: int,
+        status: str,
+        attempts: int,
+        duration_ms: float,
+        occurred_at: datetime,
+        output: dict[str, Any] | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        """A terminal outcome (``status``: success, failed or cancelled), from its fields."""
+        self.events += 1
+        item = self._item(job_id, item_index)
         if item.status is not None:
             return  # a terminal status never changes: the first outcome wins
-        item.attempts = event.attempts
-        item.duration_ms = event.duration_ms
-        item.processed_at = event.occurred_at
-        if isinstance(event, ItemSucceeded):
-            item.status, item.output_data = "success", event.output
-        elif isinstance(event, ItemFailed):
-            item.status = "failed"
-            item.error_code, item.error_message = event.error_code, event.error_message
-        else:
-            item.status = "cancelled"
+        item.status, item.attempts, item.duration_ms = status, attempts, duration_ms
+        item.processed_at = occurred_at
+        item.output_data, item.error_code, item.error_message = output, error_code, error_message
 
     def _job(self, job_id: UUID) -> JobChange:
         job = self.jobs.get(job_id)

@@ -1,0 +1,64 @@
+"""One-pass reading of the events a hot path expects, into typed dicts.
+
+Validating JSON into a pydantic model builds a model object and a ``UUID`` object per id;
+on the hot paths (a worker's items, the projector's items and outcomes) those cost more
+than the rest of the envelope. ``typed_dict_of(Model)`` is the model's fields as a typed
+dict, each required and with its own constraints, except the ids, taken as canonical text
+(another spelling of a valid UUID is refused here and read the long way), and the schema
+version, taken strictly as the codec takes it (an integer: not ``true`` nor ``1.0``).
+
+What a typed reader refuses must be decoded again by ``events.codec.decode``, which upcasts
+old versions or says exactly what is wrong; the tests hold the two to the same verdict.
+"""
+
+import functools
+from typing import Annotated, Any, Union
+from uuid import UUID
+
+from pydantic import ConfigDict, Field, Strict, TypeAdapter
+from typing_extensions import TypedDict
+
+from events.models import Event
+
+# A UUID as ``str(UUID(...))`` writes it.
+CanonicalUuid = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+
+
+def _strictly(version: int) -> Any:
+    return Annotated[int, Strict(), Field(ge=version, le=version)]
+
+
+def typed_dict_of(model: type[Event], name: str | None = None, **overrides: Any) -> Any:
+    """The model's fields as a typed dict (see the module), with ``overrides`` (field name:
+    type) replacing some."""
+    fields: dict[str, Any] = {}
+    for field_name, field in model.model_fields.items():
+        annotation = field.annotation
+        fields[field_name] = (
+            Annotated[(annotation, *field.metadata)] if field.metadata else annotation
+        )
+        if annotation is UUID:
+            fields[field_name] = CanonicalUuid
+        elif annotation == UUID | None:
+            fields[field_name] = CanonicalUuid | None
+    fields["schema_version"] = _strictly(model.model_fields["schema_version"].default)
+    fields.update(overrides)
+    typed = TypedDict(name or f"{model.__name__}Wire", fields)  # type: ignore[misc]
+    typed.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    return typed
+
+
+def json_reader(*types: Any) -> Any:
+    """``validate_json`` for one typed dict, or for several told apart by ``event_type``."""
+    if len(types) == 1:
+        return TypeAdapter(types[0]).validator.validate_json
+    union = Union[types]  # type: ignore[valid-type]  # noqa: UP007
+    return TypeAdapter(Annotated[union, Field(discriminator="event_type")]).validator.validate_json
+
+
+@functools.lru_cache(maxsize=4096)
+def job_uuid(text: str) -> UUID:
+    """The ``UUID`` of a job id's canonical text, remembered (a job has many items)."""
+    return UUID(text)
