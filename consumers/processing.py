@@ -39,8 +39,7 @@ _NOT_CODE = re.compile(r"[^a-z0-9_]+")
 
 
 class Outcome(NamedTuple):
-    """An encoded outcome event and its type. (A tuple: one is made per item, and a
-    dataclass's ``__init__`` runs Python code.)"""
+    """An encoded outcome event and its type (one is made per item)."""
 
     event_type: str
     value: bytes

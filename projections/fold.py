@@ -25,6 +25,9 @@ from events.models import (
     JobSubmitted,
 )
 
+# The item status each outcome type ends in.
+OUTCOME_STATUS = {"ItemSucceeded": "success", "ItemFailed": "failed", "ItemCancelled": "cancelled"}
+
 
 @dataclass(slots=True)
 class ItemChange:
@@ -84,15 +87,13 @@ class Changes:
     def _apply_outcome(self, event: ItemSucceeded | ItemFailed | ItemCancelled) -> None:
         output = code = message = None
         if isinstance(event, ItemSucceeded):
-            status, output = "success", event.output
+            output = event.output
         elif isinstance(event, ItemFailed):
-            status, code, message = "failed", event.error_code, event.error_message
-        else:
-            status = "cancelled"
+            code, message = event.error_code, event.error_message
         self.outcome(
             event.job_id,
             event.item_index,
-            status,
+            OUTCOME_STATUS[event.event_type],
             event.attempts,
             event.duration_ms,
             event.occurred_at,

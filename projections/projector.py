@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from events.codec import EventDecodeError, decode
 from events.models import ItemOutcome, ItemSubmitted
 from events.typed_read import job_uuid, json_reader, typed_dict_of
-from projections.fold import Changes
+from projections.fold import OUTCOME_STATUS, Changes
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionWriter, StagedChanges
 from streaming.metrics import PROJECTOR_BATCH, PROJECTOR_EVENTS, PROJECTOR_WRITE_SECONDS
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 # topic's few events, are decoded the long way by the codec.
 _read_submitted = json_reader(typed_dict_of(ItemSubmitted))
 _read_outcome = json_reader(*(typed_dict_of(cls) for cls in get_args(ItemOutcome)))
-_STATUS = {"ItemSucceeded": "success", "ItemFailed": "failed", "ItemCancelled": "cancelled"}
 
 
 def _fold_submitted(changes: Changes, value: bytes) -> None:
@@ -45,7 +44,7 @@ def _fold_outcome(changes: Changes, value: bytes) -> None:
     changes.outcome(
         job_uuid(e["job_id"]),
         e["item_index"],
-        _STATUS[e["event_type"]],
+        OUTCOME_STATUS[e["event_type"]],
         e["attempts"],
         e["duration_ms"],
         e["occurred_at"],
@@ -196,6 +195,6 @@ class Projector:
         """The one-pass reader of what a topic carries in bulk (items, outcomes)."""
         if topic == self.settings.topics.outcomes:
             return _fold_outcome
-        if topic.startswith(self.settings.topics.items("")):
+        if self.settings.topics.job_type_of_items_topic(topic) is not None:
             return _fold_submitted
         return None  # the jobs topic: a few events a job, decoded the long way

@@ -5,34 +5,16 @@ from uuid import UUID, uuid4
 
 import orjson
 import pytest
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from consumers.handlers.base import Handler, ItemContext
+from consumers.handlers.noop import NoopHandler, NoopInput
 from consumers.item_reader import ItemReader, UnexpectedEvent
 from events.codec import EventDecodeError, decode, encode
 from events.models import ItemSubmitted, JobSubmitted
 
 
-class In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    n: int
-
-
-class Out(BaseModel):
-    n: int
-
-
-class Reading(Handler[In, Out]):
-    job_type = "reading"
-    input_model = In
-    output_model = Out
-
-    async def handle(self, item: In, context: ItemContext) -> Out:
-        return Out(n=item.n)
-
-
 def _valid() -> dict:
-    event = ItemSubmitted.new(job_id=uuid4(), item_index=7, job_type="reading", input={"n": 3})
+    event = ItemSubmitted.new(job_id=uuid4(), item_index=7, job_type="noop", input={"n": 3})
     return orjson.loads(encode(event))
 
 
@@ -45,7 +27,7 @@ def _verdict(read) -> tuple:  # type: ignore[no-untyped-def]
     except UnexpectedEvent:
         return ("unexpected",)
     try:
-        validated = In.model_validate(item[3]) if not isinstance(item[3], In) else item[3]
+        validated = NoopInput.model_validate(item[3])
     except ValidationError:
         validated = ("raw", item[3])
     assert item[1] == str(item[0])
@@ -57,7 +39,7 @@ def _reference(value: bytes):  # type: ignore[no-untyped-def]
 
     def read():  # type: ignore[no-untyped-def]
         event = decode(value)
-        if not isinstance(event, ItemSubmitted) or event.job_type != "reading":
+        if not isinstance(event, ItemSubmitted) or event.job_type != "noop":
             raise UnexpectedEvent(event.event_type)
         return (event.job_id, str(event.job_id), event.item_index, event.input)
 
@@ -76,7 +58,7 @@ def _variants() -> list[tuple[str, object]]:
         "schema_version": [0, 2, "1", True, None, 1.0],
         "occurred_at": ["2026-11-28T10:00:00", "yesterday", 0, None, "2026-11-28T10:00:00+02:00"],
         "job_id": [valid["job_id"].upper(), "{" + valid["job_id"] + "}", "", None],
-        "job_type": ["other", "", None, "Reading"],
+        "job_type": ["other", "", None, "Noop"],
         "item_index": [-1, "7", 7.0, 7.5, None, 2**70],
         "input": [{"n": "x"}, {}, {"n": 1, "extra": 2}, [], None, "n"],
     }
@@ -91,24 +73,24 @@ def _variants() -> list[tuple[str, object]]:
 @pytest.mark.parametrize(("case", "payload"), _variants(), ids=[c for c, _ in _variants()])
 def test_fast_reading_agrees_with_the_codec(case, payload):
     value = json.dumps(payload).encode()  # not orjson: it refuses integers past 64 bits
-    reader = ItemReader(Reading())
+    reader = ItemReader(NoopHandler())
     assert _verdict(lambda: reader.read(value)) == _reference(value), case
 
 
 @pytest.mark.parametrize("value", [None, b"", b"{", b"\xff\xfe", b"[]", b"null", b"x" * 2_000_000])
 def test_what_is_not_json_or_too_big_is_refused_as_the_codec_refuses_it(value):
-    reader = ItemReader(Reading())
+    reader = ItemReader(NoopHandler())
     assert _verdict(lambda: reader.read(value)) == _reference(value)
 
 
 def test_another_event_on_the_items_topic_is_unexpected():
-    event = JobSubmitted.new(job_id=uuid4(), job_type="reading", user_id="u", total_items=1)
+    event = JobSubmitted.new(job_id=uuid4(), job_type="noop", user_id="u", total_items=1)
     with pytest.raises(UnexpectedEvent):
-        ItemReader(Reading()).read(encode(event))
+        ItemReader(NoopHandler()).read(encode(event))
 
 
 def test_a_valid_item_arrives_as_the_input_model():
     payload = _valid()
-    item = ItemReader(Reading()).read(orjson.dumps(payload))
-    assert item.item == In(n=3) and item.item_index == 7
+    item = ItemReader(NoopHandler()).read(orjson.dumps(payload))
+    assert item.item == NoopInput(n=3) and item.item_index == 7
     assert item.job_id == UUID(payload["job_id"]) and item.job_text == payload["job_id"]
