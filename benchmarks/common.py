@@ -34,30 +34,39 @@ def fresh_settings(partitions: int = 6) -> KafkaSettings:
     )
 
 
-async def preload(settings: KafkaSettings, messages: list[tuple[str, bytes, bytes]]) -> None:
-    """Publish (topic, key, value) messages with full batches, partitioned by key."""
+async def preload(
+    settings: KafkaSettings,
+    messages: list[tuple[str, bytes, bytes]],
+    stamps_ms: list[int] | None = None,
+) -> None:
+    """Publish (topic, key, value) messages with full batches, partitioned by key.
+
+    Records are sent a partition at a time, so their own timestamps (the time of sending)
+    follow that order; ``stamps_ms``, one per message, gives them the times of the events
+    instead, as a live pipeline would have written them."""
     producer = make_producer(settings, linger_ms=50)
     await producer.start()
     try:
         partitioner = DefaultPartitioner()
-        by_tp: dict[TopicPartition, list[tuple[bytes, bytes]]] = defaultdict(list)
+        by_tp: dict[TopicPartition, list[tuple[bytes, bytes, int | None]]] = defaultdict(list)
         partitions = {}
-        for topic, key, value in messages:
+        for n, (topic, key, value) in enumerate(messages):
             if topic not in partitions:
                 partitions[topic] = sorted(await producer.partitions_for(topic))
             p = partitioner(key, partitions[topic], partitions[topic])
-            by_tp[TopicPartition(topic, p)].append((key, value))
+            stamp = stamps_ms[n] if stamps_ms is not None else None
+            by_tp[TopicPartition(topic, p)].append((key, value, stamp))
         deliveries = []
-        for tp, pairs in by_tp.items():
+        for tp, records in by_tp.items():
             batch = producer.create_batch()
-            for key, value in pairs:
-                if batch.append(key=key, value=value, timestamp=None) is None:
+            for key, value, stamp in records:
+                if batch.append(key=key, value=value, timestamp=stamp) is None:
                     batch.close()
                     deliveries.append(
                         await producer.send_batch(batch, tp.topic, partition=tp.partition)
                     )
                     batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
+                    batch.append(key=key, value=value, timestamp=stamp)
             batch.close()
             deliveries.append(await producer.send_batch(batch, tp.topic, partition=tp.partition))
         await asyncio.gather(*deliveries)

@@ -7,7 +7,13 @@ first stored batch to the position at the end of every partition. Checks the tab
 end (every job completed, counts exact). Prints, last, a JSON line with ``events_per_s`` and
 the projector's ``peak_rss_mb``.
 
-    python benchmarks/projector.py [--events N] [--items-per-job K]
+The records carry the times of their events, as a live pipeline writes them: a job, then
+each item's submission followed by its outcome (workers keeping up). The projector reads in
+event-time order, so it then writes most items once, with their outcome. ``--outcome-lag K``
+stamps each outcome K items later (workers K items behind the submissions): with K past a
+batch, no item's submission and outcome meet in a batch, and every item is written twice.
+
+    python benchmarks/projector.py [--events N] [--items-per-job K] [--outcome-lag K]
 """
 
 import argparse
@@ -89,6 +95,20 @@ def events_for(settings, jobs: int, per_job: int) -> list[tuple[str, bytes, byte
     return messages
 
 
+LOG_EVENTS_PER_MS = 50  # the pace of the pipeline that wrote the log
+
+
+def stamps_for(
+    messages: list[tuple[str, bytes, bytes]], outcomes: str, lag_items: int
+) -> list[int]:
+    """A timestamp per message, in the order of the list; outcomes ``lag_items`` later."""
+    start = int(time.time() * 1000) - (len(messages) + 2 * lag_items) // LOG_EVENTS_PER_MS - 1
+    return [
+        start + (n + (2 * lag_items if topic == outcomes else 0)) // LOG_EVENTS_PER_MS
+        for n, (topic, _, _) in enumerate(messages)
+    ]
+
+
 def folded(engine) -> int:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         return int(
@@ -98,7 +118,7 @@ def folded(engine) -> int:  # type: ignore[no-untyped-def]
         )
 
 
-def run(events: int, per_job: int) -> dict:  # type: ignore[type-arg]
+def run(events: int, per_job: int, outcome_lag: int) -> dict:  # type: ignore[type-arg]
     settings = fresh_settings()
     asyncio.run(create_topics(settings, ["query"]))
     jobs = max(1, events // (2 * per_job + 1))
@@ -106,7 +126,9 @@ def run(events: int, per_job: int) -> dict:  # type: ignore[type-arg]
     total = len(messages)
     print(f"pre-loading {total} events ({jobs} jobs x {per_job} items) ...", flush=True)
     started = time.perf_counter()
-    asyncio.run(preload(settings, messages))
+    stamps = stamps_for(messages, settings.topics.outcomes, outcome_lag)
+    asyncio.run(preload(settings, messages, stamps))
+    del stamps
     del messages
     print(f"pre-loaded in {time.perf_counter() - started:.1f}s", flush=True)
     server_url = os.environ["DATABASE_URL"]
@@ -160,6 +182,7 @@ def run(events: int, per_job: int) -> dict:  # type: ignore[type-arg]
         "peak_rss_mb": rss,
         "jobs": jobs,
         "items_per_job": per_job,
+        "outcome_lag": outcome_lag,
         "machine": machine(),
     }
 
@@ -168,6 +191,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--items-per-job", type=int, default=1000)
+    parser.add_argument("--outcome-lag", type=int, default=0, metavar="ITEMS")
     args = parser.parse_args()
     services()
-    print(json.dumps(run(args.events, args.items_per_job)))
+    print(json.dumps(run(args.events, args.items_per_job, args.outcome_lag)))

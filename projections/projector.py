@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from events.codec import EventDecodeError, decode
 from events.models import ItemOutcome, ItemSubmitted
 from events.typed_read import job_uuid, json_reader, typed_dict_of
+from projections.event_time import EventTimeBatches
 from projections.fold import OUTCOME_STATUS, Changes
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionWriter, StagedChanges
@@ -60,12 +61,15 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer: AIOKafkaConsumer,
         writer: ProjectionWriter,
         stored: Callable[[], Awaitable[None]] | None = None,
+        batches: EventTimeBatches | None = None,
     ):
         """``stored``: waits until no batch is being written (the writer's connection is
-        shared, and the positions to seek to are those of the last committed batch)."""
+        shared, and the positions to seek to are those of the last committed batch).
+        ``batches``: forgets what it holds of a partition as the consumer seeks in it."""
         self.consumer = consumer
         self.writer = writer
         self.stored = stored
+        self.batches = batches
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         pass  # every written batch already stored its positions
@@ -76,6 +80,8 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         stored = await asyncio.to_thread(self.writer.load_positions)
         resumed = 0
         for tp in assigned:
+            if self.batches is not None:
+                self.batches.forget(tp)  # read before the seek
             offset = stored.get((tp.topic, tp.partition))
             if offset is None:
                 await self.consumer.seek_to_beginning(tp)
@@ -110,13 +116,14 @@ class Projector:
         self.settings = settings
         self.consumer = consumer
         self.writer = writer
+        self.batches = EventTimeBatches(consumer, settings.projector_max_batch)
         self.counts: Counter[str] = Counter()
         self._storing: asyncio.Future[None] | None = None  # the batch PostgreSQL is writing
 
     def subscribe(self) -> None:
         self.consumer.subscribe(
             pattern=self.settings.topics.projected_pattern(),
-            listener=SeekToStoredPositions(self.consumer, self.writer, self.stored),
+            listener=SeekToStoredPositions(self.consumer, self.writer, self.stored, self.batches),
         )
 
     async def stored(self) -> None:
@@ -128,13 +135,13 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         """Fold and stage batch N+1 while batch N is written: psycopg2 releases the GIL while
         PostgreSQL works, so the Python work (decoding, folding, building the COPY text) and
-        PostgreSQL's overlap. Writes stay in order."""
+        PostgreSQL's overlap. Writes stay in order. Batches come in event-time order across
+        partitions (``projections.event_time``), so that an item's submission and outcome
+        are written together."""
         writing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
-                batch = await self.consumer.getmany(
-                    timeout_ms=200, max_records=self.settings.projector_max_batch
-                )
+                batch = await self.batches.next_batch(timeout_ms=200)
                 if not batch:
                     continue
                 changes = self.fold(batch)

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from projections.app import lock_key
+from projections.event_time import EventTimeBatches
 from projections.projector import Projector, write_behind
 from projections.registry_rebuild import rebuild_registry
 from projections.settings import ProjectorSettings
@@ -114,17 +115,11 @@ async def _fold_until(
     total = sum(targets.values())
     started = time.monotonic()
     remaining = dict(targets)
+    batches = EventTimeBatches(consumer, projector.settings.projector_max_batch, ends=targets)
     writing: asyncio.Task[None] | None = None  # batch N is written while N+1 is folded
     try:
         while remaining:
-            batch = await consumer.getmany(
-                *remaining, timeout_ms=500, max_records=projector.settings.projector_max_batch
-            )
-            for tp, records in batch.items():
-                end = remaining.get(tp)
-                if end is None:
-                    continue
-                batch[tp] = [r for r in records if r.offset < end]
+            batch = await batches.next_batch(timeout_ms=500, partitions=remaining)
             changes = projector.fold(batch)
             if changes:
                 staged = projector.writer.stage(changes)
@@ -133,7 +128,7 @@ async def _fold_until(
                 )
             folded = 0
             for tp, end in targets.items():
-                position = await consumer.position(tp)
+                position = await batches.position(tp)
                 folded += min(position, end)
                 if tp in remaining and position >= end:  # (also past a trailing marker)
                     del remaining[tp]

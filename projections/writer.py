@@ -51,23 +51,20 @@ ON CONFLICT (id) DO UPDATE SET
     cancel_requested_at = LEAST(j.cancel_requested_at, EXCLUDED.cancel_requested_at)
 """
 
-UPSERT_SUBMITTED_ITEMS = """
-INSERT INTO items AS i (job_id, item_index, status, input_data, created_at)
-SELECT job_id, item_index, 'pending', input_data, submitted_at
-FROM stage_items WHERE submitted ORDER BY job_id, item_index
-ON CONFLICT (job_id, item_index) DO UPDATE SET
-    input_data = EXCLUDED.input_data, created_at = EXCLUDED.created_at
-WHERE i.created_at IS NULL
-"""
-
-# Only rows that really go from pending (or absent) to terminal come out of RETURNING, so
-# only real transitions move the job counters: duplicates and late outcomes change nothing.
-APPLY_OUTCOMES = """
+# Every item row of the batch in one statement, each row written once. An outcome is
+# written first, and with its input when the item was also submitted in this batch (a
+# replay or a backlog folded in event-time order brings most items with their outcome):
+# one terminal row, not a pending row updated at once. Only rows that really go from pending
+# (or absent) to terminal come out of RETURNING, so only real transitions move the job
+# counters: duplicates and late outcomes change nothing. Then the submissions not already
+# written with their outcome: a new pending row, or the input of an item whose outcome came
+# first.
+WRITE_ITEMS = """
 WITH transitioned AS (
-    INSERT INTO items AS i (job_id, item_index, status, output_data, error_code,
-                            error_message, attempts, duration_ms, processed_at)
-    SELECT job_id, item_index, status, output_data, error_code, error_message, attempts,
-           duration_ms, processed_at
+    INSERT INTO items AS i (job_id, item_index, status, input_data, created_at, output_data,
+                            error_code, error_message, attempts, duration_ms, processed_at)
+    SELECT job_id, item_index, status, input_data, submitted_at, output_data, error_code,
+           error_message, attempts, duration_ms, processed_at
     FROM stage_items WHERE status IS NOT NULL ORDER BY job_id, item_index
     ON CONFLICT (job_id, item_index) DO UPDATE SET
         status = EXCLUDED.status, output_data = EXCLUDED.output_data,
@@ -75,26 +72,36 @@ WITH transitioned AS (
         attempts = EXCLUDED.attempts, duration_ms = EXCLUDED.duration_ms,
         processed_at = EXCLUDED.processed_at
     WHERE i.status = 'pending'
-    RETURNING i.job_id, i.status, i.duration_ms, i.processed_at
+    RETURNING i.job_id, i.item_index, i.status, i.duration_ms, i.processed_at
+), counted AS (
+    INSERT INTO jobs AS j (id, processed_items, success_items, failed_items, cancelled_items,
+                           sum_duration_us, started_at, last_outcome_at)
+    SELECT job_id, count(*),
+           count(*) FILTER (WHERE status = 'success'),
+           count(*) FILTER (WHERE status = 'failed'),
+           count(*) FILTER (WHERE status = 'cancelled'),
+           COALESCE(sum(round(duration_ms * 1000)::bigint), 0), min(processed_at),
+           max(processed_at)
+    FROM transitioned GROUP BY job_id ORDER BY job_id
+    ON CONFLICT (id) DO UPDATE SET
+        processed_items = j.processed_items + EXCLUDED.processed_items,
+        success_items = j.success_items + EXCLUDED.success_items,
+        failed_items = j.failed_items + EXCLUDED.failed_items,
+        cancelled_items = j.cancelled_items + EXCLUDED.cancelled_items,
+        sum_duration_us = LEAST(j.sum_duration_us::numeric + EXCLUDED.sum_duration_us,
+                                9223372036854775807)::bigint,  -- saturates, never overflows
+        started_at = LEAST(j.started_at, EXCLUDED.started_at),
+        last_outcome_at = GREATEST(j.last_outcome_at, EXCLUDED.last_outcome_at)
 )
-INSERT INTO jobs AS j (id, processed_items, success_items, failed_items, cancelled_items,
-                       sum_duration_us, started_at, last_outcome_at)
-SELECT job_id, count(*),
-       count(*) FILTER (WHERE status = 'success'),
-       count(*) FILTER (WHERE status = 'failed'),
-       count(*) FILTER (WHERE status = 'cancelled'),
-       COALESCE(sum(round(duration_ms * 1000)::bigint), 0), min(processed_at),
-       max(processed_at)
-FROM transitioned GROUP BY job_id ORDER BY job_id
-ON CONFLICT (id) DO UPDATE SET
-    processed_items = j.processed_items + EXCLUDED.processed_items,
-    success_items = j.success_items + EXCLUDED.success_items,
-    failed_items = j.failed_items + EXCLUDED.failed_items,
-    cancelled_items = j.cancelled_items + EXCLUDED.cancelled_items,
-    sum_duration_us = LEAST(j.sum_duration_us::numeric + EXCLUDED.sum_duration_us,
-                            9223372036854775807)::bigint,  -- saturates, never overflows
-    started_at = LEAST(j.started_at, EXCLUDED.started_at),
-    last_outcome_at = GREATEST(j.last_outcome_at, EXCLUDED.last_outcome_at)
+INSERT INTO items AS i (job_id, item_index, status, input_data, created_at)
+SELECT s.job_id, s.item_index, 'pending', s.input_data, s.submitted_at
+FROM stage_items s
+WHERE s.submitted AND NOT EXISTS (
+    SELECT 1 FROM transitioned t WHERE t.job_id = s.job_id AND t.item_index = s.item_index)
+ORDER BY s.job_id, s.item_index
+ON CONFLICT (job_id, item_index) DO UPDATE SET
+    input_data = EXCLUDED.input_data, created_at = EXCLUDED.created_at
+WHERE i.created_at IS NULL
 """
 
 # Job status from its counters; a final status never changes. Times come from the events
@@ -258,7 +265,7 @@ class ProjectionWriter:
             statements.append(cur.mogrify(UPSERT_JOBS))
         if staged.item_rows:
             _copy(cur, "COPY stage_items FROM STDIN", staged.item_rows)
-            statements += [cur.mogrify(UPSERT_SUBMITTED_ITEMS), cur.mogrify(APPLY_OUTCOMES)]
+            statements.append(cur.mogrify(WRITE_ITEMS))
         if staged.job_ids:
             ids = {"ids": staged.job_ids}
             statements += [cur.mogrify(REFRESH_JOBS, ids), cur.mogrify(INSERT_RESULTS, ids)]

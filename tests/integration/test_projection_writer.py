@@ -171,3 +171,35 @@ def test_positions_are_stored_with_the_rows_or_not_at_all(engine, writer, monkey
     write(writer, [f.item_submitted(job_id, 0), f.succeeded(job_id, 0)], offset=1)
     assert writer.load_positions() == {("topic", 0): 3}
     assert snapshot(engine, job_id)["job"]["status"] == "completed"
+
+
+def test_an_item_submitted_and_finished_in_one_batch_counts_once(engine, writer):
+    job_id = uuid.uuid4()
+    write(
+        writer,
+        [
+            f.job_submitted(job_id, 2),
+            f.item_submitted(job_id, 0),
+            f.succeeded(job_id, 0),
+            f.item_submitted(job_id, 1),
+        ],
+    )
+    state = snapshot(engine, job_id)
+    assert [(i["status"], i["input_data"]) for i in state["items"]] == [
+        ("success", {"content_hash": "0" * 64}),
+        ("pending", {"content_hash": f"{1:064x}"}),
+    ]
+    assert (state["job"]["processed_items"], state["job"]["status"]) == (1, "processing")
+
+
+def test_a_submission_after_its_outcome_with_a_duplicate_outcome_only_adds_the_input(
+    engine, writer
+):
+    job_id = uuid.uuid4()
+    write(writer, [f.job_submitted(job_id, 1), f.succeeded(job_id, 0)])
+    write(writer, [f.item_submitted(job_id, 0), f.failed(job_id, 0, code="late")])
+    state = snapshot(engine, job_id)
+    item = state["items"][0]
+    assert (item["status"], item["input_data"]) == ("success", {"content_hash": "0" * 64})
+    assert (state["job"]["processed_items"], state["job"]["failed_items"]) == (1, 0)
+    assert state["job"]["status"] == "completed"
