@@ -13,6 +13,8 @@ from ingest_api.errors import InvalidCursor, JobNotFound
 from ingest_api.schemas import ItemPage, ItemView, JobPage, JobView, ResultView
 from storage.tables import Item, Job, Result
 
+UNSUCCESSFUL = ("failed", "cancelled")  # the statuses of the items marked `unsuccessful`
+
 
 def get_job(session: Session, *, user_id: str, job_id: UUID) -> JobView:
     row = session.execute(
@@ -116,6 +118,8 @@ def list_items(
     query = select(Item).where(Item.job_id == job_id)
     if status is not None:
         query = query.where(Item.status == status)
+        if status in UNSUCCESSFUL:  # implied, and lets the partial index serve the query
+            query = query.where(Item.unsuccessful.is_(True))
     if after is not None:
         query = query.where(Item.item_index > after)
     rows = list(session.scalars(query.order_by(Item.item_index).limit(limit + 1)))
@@ -146,7 +150,12 @@ def failed_inputs(
     """A chunk of a job's failed items (index, input), in index order after ``after``."""
     rows = session.execute(
         select(Item.item_index, Item.input_data)
-        .where(Item.job_id == job_id, Item.status == "failed", Item.item_index > after)
+        .where(
+            Item.job_id == job_id,
+            Item.status == "failed",
+            Item.unsuccessful.is_(True),  # implied: it lets the partial index serve the query
+            Item.item_index > after,
+        )
         .order_by(Item.item_index)
         .limit(limit)
     ).all()

@@ -148,6 +148,11 @@ def _create_shadow(conn: Any, schema: str) -> None:
         cur.execute(f'CREATE SCHEMA "{schema}"')
         for table in PROJECTED_TABLES:
             cur.execute(f'CREATE TABLE "{schema}".{table} (LIKE public.{table} INCLUDING ALL)')
+            # LIKE copies no storage parameters (the items' fillfactor, migration 0006)
+            cur.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (table,))
+            options = cur.fetchone()[0]
+            if options:
+                cur.execute(f'ALTER TABLE "{schema}".{table} SET ({", ".join(options)})')
     conn.commit()
 
 

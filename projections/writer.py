@@ -62,15 +62,17 @@ ON CONFLICT (id) DO UPDATE SET
 WRITE_ITEMS = """
 WITH transitioned AS (
     INSERT INTO items AS i (job_id, item_index, status, input_data, created_at, output_data,
-                            error_code, error_message, attempts, duration_ms, processed_at)
+                            error_code, error_message, attempts, duration_ms, processed_at,
+                            unsuccessful)
     SELECT job_id, item_index, status, input_data, submitted_at, output_data, error_code,
-           error_message, attempts, duration_ms, processed_at
+           error_message, attempts, duration_ms, processed_at,
+           CASE WHEN status IN ('failed', 'cancelled') THEN true END
     FROM stage_items WHERE status IS NOT NULL ORDER BY job_id, item_index
     ON CONFLICT (job_id, item_index) DO UPDATE SET
         status = EXCLUDED.status, output_data = EXCLUDED.output_data,
         error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
         attempts = EXCLUDED.attempts, duration_ms = EXCLUDED.duration_ms,
-        processed_at = EXCLUDED.processed_at
+        processed_at = EXCLUDED.processed_at, unsuccessful = EXCLUDED.unsuccessful
     WHERE i.status = 'pending'
     RETURNING i.job_id, i.item_index, i.status, i.duration_ms, i.processed_at
 ), counted AS (
@@ -145,7 +147,8 @@ SELECT j.id,
                SELECT jsonb_agg(jsonb_build_object('code', e.error_code, 'count', e.n)
                                 ORDER BY e.n DESC, e.error_code)
                FROM (SELECT error_code, count(*) AS n FROM items
-                     WHERE items.job_id = j.id AND items.status = 'failed'
+                     WHERE items.job_id = j.id AND items.unsuccessful
+                           AND items.status = 'failed'
                      GROUP BY error_code ORDER BY n DESC, error_code LIMIT 5) AS e),
                '[]'::jsonb)),
        j.completed_at

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -80,16 +81,21 @@ class Item(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
     processed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    # True for failed and cancelled items, NULL otherwise: what the partial index below
+    # selects on, so that a successful outcome leaves every index as it is. Migration 0006.
+    unsuccessful: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (
         # Failed and cancelled items are found by this index; the bulk (pending, success)
-        # is paged through the primary key. See migration 0002.
+        # is paged through the primary key. See migrations 0002 and 0006.
         Index(
             "ix_items_job_id_item_index_unsuccessful",
             "job_id",
             "item_index",
-            postgresql_where=text("status IN ('failed', 'cancelled')"),
+            postgresql_where=text("unsuccessful"),
         ),
+        # Room on each page for the terminal version of its pending rows (migration 0006).
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
 

@@ -2,6 +2,7 @@
 order, duplicates harmless, positions stored atomically with the rows."""
 
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -203,3 +204,40 @@ def test_a_submission_after_its_outcome_with_a_duplicate_outcome_only_adds_the_i
     assert (item["status"], item["input_data"]) == ("success", {"content_hash": "0" * 64})
     assert (state["job"]["processed_items"], state["job"]["failed_items"]) == (1, 0)
     assert state["job"]["status"] == "completed"
+
+
+def test_a_successful_outcome_is_written_in_place(engine, writer):
+    """Migration 0006: room on the page and no index on what the outcome changes, so the
+    pending row's terminal version is a heap-only-tuple update (no index entry, no new
+    page). Counted by PostgreSQL's statistics, flushed by the writer's backend."""
+
+    def updates() -> tuple[int, int]:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+                    " WHERE relid = 'items'::regclass"
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def flush_writer_stats() -> None:
+        with writer.conn.cursor() as cur:
+            cur.execute("SELECT pg_stat_force_next_flush()")
+        writer.conn.commit()
+
+    flush_writer_stats()
+    before = updates()
+    job_id, count = uuid.uuid4(), 200
+    write(
+        writer,
+        [f.job_submitted(job_id, count)] + [f.item_submitted(job_id, i) for i in range(count)],
+    )
+    write(writer, [f.succeeded(job_id, i) for i in range(count)], offset=count + 1)
+    flush_writer_stats()
+    deadline = time.monotonic() + 10
+    while (after := updates())[0] - before[0] < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    updated, in_place = after[0] - before[0], after[1] - before[1]
+    assert updated >= count
+    assert in_place >= count * 0.8, (updated, in_place)

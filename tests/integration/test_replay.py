@@ -142,6 +142,8 @@ def test_shadow_replay_beside_a_running_projector_swaps_in_identical_tables(
         assert replayed[table] == [r for r in live[table] if r[key] in kept], table
     with engine.connect() as conn:
         assert conn.execute(text("SELECT epoch FROM projection_state")).scalar_one() == epoch + 1
+        options = "SELECT reloptions FROM pg_class WHERE oid = 'items'::regclass"
+        assert conn.execute(text(options)).scalar_one() == ["fillfactor=50"]  # kept by the swap
         leftovers = conn.execute(
             text(
                 "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'replay_%'"
