@@ -17,6 +17,7 @@ from typing import Any
 import psycopg2
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from projections.event_time import STARVING_WAIT_MS
 from projections.projector import Projector
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionSwitched, ProjectionWriter
@@ -94,6 +95,10 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
             group_id=settings.group_id(),
             max_poll_records=settings.projector_max_batch,
             metadata_max_age_ms=10_000,
+            # A fetch for partitions at their end waits this long for new records, and holds
+            # back the next fetch of a partition whose records ran out: the event-time
+            # batches wait for it (``projections.event_time``).
+            fetch_max_wait_ms=STARVING_WAIT_MS,
         )
         projector = Projector(settings, consumer, writer)
         projector.subscribe()

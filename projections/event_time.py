@@ -25,6 +25,7 @@ import bisect
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -41,14 +42,12 @@ class _Lookahead:
     records: list[ConsumerRecord[Any, Any]] = field(default_factory=list)
     stamps: list[int] = field(default_factory=list)  # non-decreasing, one per record
 
-    def add(self, records: Iterable[ConsumerRecord[Any, Any]], now_ms: int) -> None:
-        last = self.stamps[-1] if self.stamps else -1
-        for record in records:
-            stamp = record.timestamp if record.timestamp < now_ms else now_ms
-            if stamp > last:
-                last = stamp
-            self.records.append(record)
-            self.stamps.append(last)
+    def add(self, records: list[ConsumerRecord[Any, Any]], now_ms: int) -> None:
+        capped = [r.timestamp if r.timestamp < now_ms else now_ms for r in records]
+        stamps = accumulate(capped, max, initial=self.stamps[-1] if self.stamps else -1)
+        next(stamps)  # the initial value
+        self.records += records
+        self.stamps += stamps
 
     def take(self, count: int) -> list[ConsumerRecord[Any, Any]]:
         taken = self.records[:count]
