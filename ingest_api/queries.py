@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, true, tuple_
 from sqlalchemy.orm import Session
 
 from ingest_api.acceptance import accepted_view
@@ -118,8 +118,8 @@ def list_items(
     query = select(Item).where(Item.job_id == job_id)
     if status is not None:
         query = query.where(Item.status == status)
-        if status in UNSUCCESSFUL:  # implied, and lets the partial index serve the query
-            query = query.where(Item.unsuccessful.is_(True))
+        if status in UNSUCCESSFUL:  # implied; what the partial index serves
+            query = query.where(Item.unsuccessful == true())
     if after is not None:
         query = query.where(Item.item_index > after)
     rows = list(session.scalars(query.order_by(Item.item_index).limit(limit + 1)))
@@ -153,7 +153,7 @@ def failed_inputs(
         .where(
             Item.job_id == job_id,
             Item.status == "failed",
-            Item.unsuccessful.is_(True),  # implied: it lets the partial index serve the query
+            Item.unsuccessful == true(),  # implied; what the partial index serves
             Item.item_index > after,
         )
         .order_by(Item.item_index)
