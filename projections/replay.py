@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from projections.app import lock_key
-from projections.event_time import EventTimeBatches
+from projections.event_time import STARVING_WAIT_MS, EventTimeBatches
 from projections.projector import Projector, write_behind
 from projections.registry_rebuild import rebuild_registry
 from projections.settings import ProjectorSettings
@@ -80,7 +80,10 @@ async def replay_in_place(
                 )
         conn.commit()
         consumer = make_consumer(
-            settings, group_id=None, max_poll_records=settings.projector_max_batch
+            settings,
+            group_id=None,
+            max_poll_records=settings.projector_max_batch,
+            fetch_max_wait_ms=STARVING_WAIT_MS,  # as the projector's (``projections.app``)
         )
         await consumer.start()
         collector.settle_after_start_up()  # this process now does nothing but fold
@@ -188,7 +191,10 @@ async def replay_shadow(
         shadow.commit()
         writer = ProjectionWriter(shadow, settings.projection_name, follow_swaps=False)
         consumer = make_consumer(
-            settings, group_id=None, max_poll_records=settings.projector_max_batch
+            settings,
+            group_id=None,
+            max_poll_records=settings.projector_max_batch,
+            fetch_max_wait_ms=STARVING_WAIT_MS,  # as the projector's (``projections.app``)
         )
         await consumer.start()
         collector.settle_after_start_up()  # this process now does nothing but fold
