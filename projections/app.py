@@ -18,7 +18,7 @@ import psycopg2
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from projections.event_time import STARVING_WAIT_MS
-from projections.projector import Projector
+from projections.projector import Projector, favour_the_writer
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionSwitched, ProjectionWriter
 from storage.engine import make_engine
@@ -104,6 +104,7 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
         projector.subscribe()
         await consumer.start()
         collector.settle_after_start_up()
+        favour_the_writer()
         log.info(
             "projector %r folding topics matching %s",
             settings.projection_name,

@@ -29,7 +29,7 @@ from aiokafka.structs import TopicPartition
 
 from projections.app import lock_key
 from projections.event_time import STARVING_WAIT_MS, EventTimeBatches
-from projections.projector import Projector, write_behind
+from projections.projector import Projector, favour_the_writer, write_behind
 from projections.registry_rebuild import rebuild_registry
 from projections.settings import ProjectorSettings
 from projections.writer import SWAP_LOCK, ProjectionWriter
@@ -87,6 +87,7 @@ async def replay_in_place(
         )
         await consumer.start()
         collector.settle_after_start_up()  # this process now does nothing but fold
+        favour_the_writer()
         try:
             targets = await _targets(consumer, settings.topics.projected_pattern())
             with conn.cursor() as cur:
@@ -198,6 +199,7 @@ async def replay_shadow(
         )
         await consumer.start()
         collector.settle_after_start_up()  # this process now does nothing but fold
+        favour_the_writer()
         try:
             projector = Projector(settings, consumer, writer)
             started = time.monotonic()
