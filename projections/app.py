@@ -15,6 +15,7 @@ import zlib
 from typing import Any
 
 import psycopg2
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from projections.event_time import STARVING_WAIT_MS
@@ -35,6 +36,19 @@ DATABASE_ERRORS = (
     OperationalError,
     InterfaceError,
 )
+
+
+def folding_consumer(settings: ProjectorSettings, **options: Any) -> AIOKafkaConsumer:
+    """The consumer of a process that folds (the projector, a replay)."""
+    return make_consumer(
+        settings,
+        max_poll_records=settings.projector_max_batch,
+        # A fetch for partitions at their end waits this long for new records, and holds
+        # back the next fetch of a partition whose records ran out: the event-time batches
+        # wait for it (``projections.event_time``).
+        fetch_max_wait_ms=STARVING_WAIT_MS,
+        **options,
+    )
 
 
 def lock_key(projection: str) -> int:
@@ -90,15 +104,8 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
         if not await _wait_for_lock(raw.driver_connection, settings.projection_name, stop):
             return
         writer = ProjectionWriter(raw.driver_connection, settings.projection_name)  # type: ignore[arg-type]
-        consumer = make_consumer(
-            settings,
-            group_id=settings.group_id(),
-            max_poll_records=settings.projector_max_batch,
-            metadata_max_age_ms=10_000,
-            # A fetch for partitions at their end waits this long for new records, and holds
-            # back the next fetch of a partition whose records ran out: the event-time
-            # batches wait for it (``projections.event_time``).
-            fetch_max_wait_ms=STARVING_WAIT_MS,
+        consumer = folding_consumer(
+            settings, group_id=settings.group_id(), metadata_max_age_ms=10_000
         )
         projector = Projector(settings, consumer, writer)
         projector.subscribe()

@@ -80,14 +80,11 @@ class EventTimeBatches:
         self.ends = dict(ends) if ends is not None else None
         self._held: dict[TopicPartition, _Lookahead] = {}
 
-    def forget(self, *partitions: TopicPartition) -> None:
-        """Drop the records held of ``partitions`` (default: all). Call it just before the
-        consumer seeks in them, with no ``await`` in between: records drawn after the seek
-        are from the new position, and must be kept."""
-        if not partitions:
-            self._held.clear()
-        for tp in partitions:
-            self._held.pop(tp, None)
+    def forget(self, tp: TopicPartition) -> None:
+        """Drop the records held of ``tp``. Call it just before the consumer seeks in it,
+        with no ``await`` in between: records drawn after the seek are from the new
+        position, and must be kept."""
+        self._held.pop(tp, None)
 
     def held(self) -> int:
         return sum(len(h.records) for h in self._held.values())

@@ -27,15 +27,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from projections.app import lock_key
-from projections.event_time import STARVING_WAIT_MS, EventTimeBatches
+from projections.app import folding_consumer, lock_key
+from projections.event_time import EventTimeBatches
 from projections.projector import Projector, favour_the_writer, write_behind
 from projections.registry_rebuild import rebuild_registry
 from projections.settings import ProjectorSettings
 from projections.writer import SWAP_LOCK, ProjectionWriter
 from storage.engine import make_engine
 from streaming import collector
-from streaming.clients import make_consumer, topic_partitions
+from streaming.clients import topic_partitions
 
 CLEAR = """
 TRUNCATE jobs, items, results;
@@ -79,12 +79,7 @@ async def replay_in_place(
                     "stop it first"
                 )
         conn.commit()
-        consumer = make_consumer(
-            settings,
-            group_id=None,
-            max_poll_records=settings.projector_max_batch,
-            fetch_max_wait_ms=STARVING_WAIT_MS,  # as the projector's (``projections.app``)
-        )
+        consumer = folding_consumer(settings, group_id=None)
         await consumer.start()
         collector.settle_after_start_up()  # this process now does nothing but fold
         favour_the_writer()
@@ -191,12 +186,7 @@ async def replay_shadow(
             cur.execute(f'SET search_path TO "{schema}", public')
         shadow.commit()
         writer = ProjectionWriter(shadow, settings.projection_name, follow_swaps=False)
-        consumer = make_consumer(
-            settings,
-            group_id=None,
-            max_poll_records=settings.projector_max_batch,
-            fetch_max_wait_ms=STARVING_WAIT_MS,  # as the projector's (``projections.app``)
-        )
+        consumer = folding_consumer(settings, group_id=None)
         await consumer.start()
         collector.settle_after_start_up()  # this process now does nothing but fold
         favour_the_writer()

@@ -20,6 +20,7 @@ from consumers.registry import job_types
 from ingest_api.api_keys import create_key
 from ingest_api.app import create_app
 from ingest_api.settings import ApiSettings
+from projections.writer import ProjectionWriter
 from storage.engine import make_engine, normalise_url
 from storage.scratch import create_database, drop_database
 from streaming.clients import make_producer
@@ -54,6 +55,14 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def writer(engine: Engine) -> Iterator[ProjectionWriter]:
+    """A projection writer of a projection of its own, on its own connection."""
+    raw = engine.raw_connection()
+    yield ProjectionWriter(raw.driver_connection, f"test_{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
+    raw.close()
 
 
 @pytest.fixture(scope="session")

@@ -19,14 +19,9 @@ INDEX = "ix_items_job_id_item_index_unsuccessful"
 
 
 @pytest.fixture
-def job_id(engine: Engine) -> uuid.UUID:
-    raw = engine.raw_connection()
-    try:
-        writer = ProjectionWriter(raw.driver_connection, f"test_{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
-        job_id, events = f.mixed_job(10)
-        writer.write(fold(events))
-    finally:
-        raw.close()
+def job_id(writer: ProjectionWriter) -> uuid.UUID:
+    job_id, events = f.mixed_job(10)
+    writer.write(fold(events))
     return job_id
 
 

@@ -4,7 +4,6 @@ order, duplicates harmless, positions stored atomically with the rows."""
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,13 +13,6 @@ from events.models import AnyEvent
 from projections.fold import Changes, fold
 from projections.writer import ProjectionWriter
 from tests import factories as f
-
-
-@pytest.fixture
-def writer(engine: Engine) -> Iterator[ProjectionWriter]:
-    raw = engine.raw_connection()
-    yield ProjectionWriter(raw.driver_connection, f"test_{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
-    raw.close()
 
 
 def write(writer: ProjectionWriter, events: list[AnyEvent], offset: int = 0) -> None:
