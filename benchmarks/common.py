@@ -9,7 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -94,9 +94,22 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class OutcomeCount(NamedTuple):
+    first: float  # perf_counter when the first outcome was read
+    last: float  # ... and the last
+    seen: int
+    worker_cpu_s: float  # CPU the worker used between the two
+
+
 async def count_outcomes(
     settings, expected: int, worker: subprocess.Popen
-) -> tuple[float, float, int]:  # type: ignore[no-untyped-def,type-arg]
+) -> OutcomeCount:  # type: ignore[no-untyped-def,type-arg]
     consumer = AIOKafkaConsumer(
         settings.topics.outcomes,
         **connection_options(settings),
@@ -109,6 +122,7 @@ async def count_outcomes(
     seen = 0
     first = last = 0.0
     rss = 0.0
+    cpu_at_first = 0.0
     try:
         while seen < expected:
             batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
@@ -116,14 +130,16 @@ async def count_outcomes(
             for records in batch.values():
                 if records and not first:
                     first = now
+                    cpu_at_first = cpu_seconds(worker.pid)
                 seen += len(records)
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with {worker.returncode}")
             rss = max(rss, peak_rss_mb(worker.pid))
         last = time.perf_counter()
+        cpu = cpu_seconds(worker.pid) - cpu_at_first
     finally:
         await consumer.stop()
-    return first, last, seen
+    return OutcomeCount(first, last, seen, cpu)
 
 
 def fresh_database(server_url: str) -> str:

@@ -73,7 +73,7 @@ async def run_one_worker(
         [sys.executable, *profiling, "-m", "batchctl", "worker", "--job-type", job_type], env=env
     )
     try:
-        first, last, seen = await count_outcomes(settings, len(messages), worker)
+        first, last, seen, _ = await count_outcomes(settings, len(messages), worker)
         rss = peak_rss_mb(worker.pid)
     finally:
         worker.terminate()

@@ -3,7 +3,8 @@
 Pre-loads N ``ItemSubmitted`` events into a fresh items topic, starts one
 ``batchctl worker --job-type noop`` process, and times from its first outcome to its N-th
 (consumed, handled, published and acknowledged by Kafka). Prints, last, a JSON line with
-``items_per_s`` and the worker's ``peak_rss_mb``.
+``items_per_s``, the worker's CPU time per item (``worker_cpu_us_per_item``: steadier than
+the rate on a shared machine) and its ``peak_rss_mb``.
 
     python benchmarks/workers.py [--items N] [--concurrency C]
 """
@@ -69,7 +70,7 @@ async def main(items: int, concurrency: int) -> dict:  # type: ignore[type-arg]
         [sys.executable, *profile, "-m", "batchctl", "worker", "--job-type", "noop"], env=env
     )
     try:
-        first, last, seen = await count_outcomes(settings, items, worker)
+        first, last, seen, cpu_s = await count_outcomes(settings, items, worker)
         rss = peak_rss_mb(worker.pid)
     finally:
         worker.terminate()
@@ -81,6 +82,7 @@ async def main(items: int, concurrency: int) -> dict:  # type: ignore[type-arg]
         "items": seen,
         "seconds": round(elapsed, 2),
         "items_per_s": round(seen / elapsed) if elapsed else None,
+        "worker_cpu_us_per_item": round(cpu_s / seen * 1e6, 1) if seen else None,
         "peak_rss_mb": rss,
         "concurrency": concurrency,
         "machine": machine(),
