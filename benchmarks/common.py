@@ -108,8 +108,8 @@ class OutcomeCount(NamedTuple):
 
 
 async def count_outcomes(
-    settings, expected: int, worker: subprocess.Popen
-) -> OutcomeCount:  # type: ignore[no-untyped-def,type-arg]
+    settings: KafkaSettings, expected: int, worker: "subprocess.Popen[bytes]"
+) -> OutcomeCount:
     consumer = AIOKafkaConsumer(
         settings.topics.outcomes,
         **connection_options(settings),

@@ -1,11 +1,14 @@
 """Key-ordered concurrency: records that share a lane (partition and key) run one after
-another, in offset order; different lanes run concurrently on a fixed pool of runners.
+another, in offset order; different lanes run concurrently, up to ``concurrency`` at once.
 
-A fixed pool (not a task per record) and plain containers (no lane object, no
-``asyncio.Queue``) keep the per-record overhead to a few dict and deque operations: the
-lane of a record is busy while one of its records is queued or running; a record submitted
-to a busy lane waits behind it, and the runner that finishes a record goes on to the next
-of its lane. The bound on queued records gives back-pressure to the fetch loop.
+A record submitted to a free lane while fewer than ``concurrency`` records are unfinished
+starts at once, in the caller: ``start(record)`` does what it can without waiting and
+returns None when the record is done (a handler that never waits: no task, queue or
+wake-up), or what is left of it, to await. What is left is carried on by a runner task,
+which then goes on with the records waiting behind it in its lane and with lanes waiting
+for a runner, and ends when none is left. Plain containers (no lane object, no
+``asyncio.Queue``) keep these paths to a few dict and deque operations. The bound on queued
+records gives back-pressure to the fetch loop.
 """
 
 import asyncio
@@ -24,29 +27,27 @@ YIELD_EVERY = 256  # records a runner processes before it lets the fetcher and s
 
 class KeyedDispatcher(Generic[T]):
     def __init__(
-        self, process: Callable[[T], Awaitable[None]], *, concurrency: int, max_queued: int
+        self,
+        start: Callable[[T], Awaitable[None] | None],
+        *,
+        concurrency: int,
+        max_queued: int,
     ):
-        self._process = process
+        self._start = start
         self._concurrency = concurrency
         self._max_queued = max_queued
-        # Heads of free lanes, in submission order: (lane key, item).
+        # Heads of free lanes waiting for a runner (every runner busy), in submission order.
         self._ready: deque[tuple[Hashable, T]] = deque()
-        # Busy lanes: the records waiting behind the one queued or running (None: none yet).
+        # Busy lanes: the records waiting behind the one running or ready (None: none yet).
         self._behind: dict[Hashable, deque[T] | None] = {}
-        self._sleeping: deque[asyncio.Future[None]] = deque()  # idle runners
-        self._queued = 0
-        self._busy = 0
-        self._stopping = False
+        self._runners: set[asyncio.Task[None]] = set()
+        self._queued = 0  # records in ready lanes and behind busy ones
         self._room = asyncio.Event()  # set while submissions are not waiting for room
         self._room.set()
         self._full = False  # someone waits for room (read per record: cheaper than the event)
         self._idle = asyncio.Event()
         self._idle.set()
-        self._runners: list[asyncio.Task[None]] = []
         self.discard: Callable[[T], bool] = lambda item: False
-
-    def start(self) -> None:
-        self._runners = [asyncio.create_task(self._run()) for _ in range(self._concurrency)]
 
     async def submit(self, lane_key: Hashable, item: T) -> None:
         """Queue an item on its lane, waiting while ``max_queued`` items are queued."""
@@ -56,32 +57,39 @@ class KeyedDispatcher(Generic[T]):
             await self._room.wait()
 
     def submit_nowait(self, lane_key: Hashable, item: T) -> bool:
-        """``submit`` without a coroutine (the fetch loop's per-record path): False, queuing
+        """``submit`` without a coroutine (the fetch loop's per-record path): False, doing
         nothing, when it would have to wait."""
+        behind = self._behind
+        if lane_key not in behind and len(self._runners) < self._concurrency:
+            if not self.discard(item):
+                rest = self._started(item)
+                if rest is not None:  # it waits: a runner carries it on, its lane waits
+                    behind[lane_key] = None
+                    self._idle.clear()
+                    runner = asyncio.get_running_loop().create_task(self._carry(lane_key, rest))
+                    self._runners.add(runner)
+            return True
         if self._queued >= self._max_queued:
             return False
         self._queued += 1
         self._idle.clear()
-        behind = self._behind
         if lane_key in behind:
             waiting = behind[lane_key]
             if waiting is None:
                 behind[lane_key] = deque((item,))
             else:
                 waiting.append(item)
-            return True
-        behind[lane_key] = None
-        self._ready.append((lane_key, item))
-        if self._sleeping:
-            self._wake_one()
+        else:
+            behind[lane_key] = None
+            self._ready.append((lane_key, item))
         return True
 
-    def _wake_one(self) -> None:
-        while self._sleeping:
-            waiter = self._sleeping.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    def _started(self, item: T) -> Awaitable[None] | None:
+        try:
+            return self._start(item)
+        except Exception:
+            log.exception("processing a record failed")
+            return None
 
     @property
     def queued(self) -> int:
@@ -92,46 +100,39 @@ class KeyedDispatcher(Generic[T]):
         await self._idle.wait()
 
     async def stop(self) -> None:
-        self._stopping = True
-        while self._sleeping:
-            self._wake_one()
+        """Wait for the runners (they end when nothing is left for them)."""
         await asyncio.gather(*self._runners, return_exceptions=True)
 
-    async def _run(self) -> None:
+    async def _carry(self, lane_key: Hashable, rest: Awaitable[None] | None) -> None:
+        """A runner: finish a started record, then the records behind it in its lane, then
+        lanes waiting for a runner, until none is left."""
         bind_runner_task()
-        loop = asyncio.get_running_loop()
-        ready, behind, process = self._ready, self._behind, self._process
+        ready, behind = self._ready, self._behind
         processed = 0
-        while True:
-            if not ready:
-                if self._stopping:
-                    return
-                waiter = loop.create_future()
-                self._sleeping.append(waiter)
-                await waiter
-                continue
-            key, item = ready.popleft()
-            self._busy += 1
-            try:
-                while True:  # the lane's records, in order
-                    self._queued -= 1
-                    if self._full and self._queued < self._max_queued:
-                        self._full = False
-                        self._room.set()
-                    if not self.discard(item):
-                        try:
-                            await process(item)
-                        except Exception:  # the lane goes on: its later records still run
-                            log.exception("processing a record failed")
-                        processed += 1
-                        if processed % YIELD_EVERY == 0:
-                            await asyncio.sleep(0)  # let the fetcher and the sender run
-                    waiting = behind[key]
-                    if not waiting:
-                        del behind[key]
-                        break
+        try:
+            while True:
+                if rest is not None:
+                    try:  # the lane goes on: its later records still run
+                        await rest
+                    except Exception:
+                        log.exception("processing a record failed")
+                processed += 1
+                if processed % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the fetcher and the sender run
+                waiting = behind[lane_key]
+                if waiting:
                     item = waiting.popleft()
-            finally:
-                self._busy -= 1
-                if self._busy == 0 and self._queued == 0:
-                    self._idle.set()
+                else:
+                    del behind[lane_key]
+                    if not ready:
+                        return
+                    lane_key, item = ready.popleft()
+                self._queued -= 1
+                if self._full and self._queued < self._max_queued:
+                    self._full = False
+                    self._room.set()
+                rest = None if self.discard(item) else self._started(item)
+        finally:
+            self._runners.discard(asyncio.current_task())  # type: ignore[arg-type]
+            if not self._runners and self._queued == 0:
+                self._idle.set()

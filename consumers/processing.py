@@ -12,7 +12,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -127,8 +127,25 @@ async def process_item(
     deadlines: Deadlines | None = None,
     series: JobTypeSeries | None = None,
 ) -> Outcome:
-    """``series``: the job type's metrics (``series_of(handler.job_type)``), when the caller
-    has them at hand."""
+    """The item's outcome, after as many attempts as it takes. ``series``: the job type's
+    metrics (``series_of(handler.job_type)``), when the caller has them at hand."""
+    outcome = process_item_now(handler, submitted, policy, deadlines, series)
+    if type(outcome) is Outcome:
+        return outcome
+    return await outcome  # type: ignore[no-any-return,misc]
+
+
+def process_item_now(
+    handler: Handler,  # type: ignore[type-arg]
+    submitted: SubmittedItem,
+    policy: RetryPolicy,
+    deadlines: Deadlines | None = None,
+    series: JobTypeSeries | None = None,
+) -> "Outcome | Coroutine[Any, Any, Outcome]":
+    """``process_item`` as far as it goes without waiting: the outcome when the first
+    attempt ends without the handler waiting on anything (a no-op or a pure computation:
+    no task, timer or deadline is needed), else a coroutine that finishes the first
+    attempt, within the handler's timeout, and makes any others."""
     job_id, job, index, item = submitted
     series = series or series_of(handler.job_type)
     if not isinstance(item, handler.input_model):  # not validated when read (ItemReader)
@@ -136,50 +153,88 @@ async def process_item(
             item = handler.input_model.model_validate(item)
         except ValidationError as exc:
             return failed(job, index, "invalid_input", validation_message(exc), attempts=0)
-    timeout_s = handler.timeout_s
-    spent_ms = 0.0
-    attempt = 0
-    while True:
-        attempt += 1
-        started = time.perf_counter()
+    first = _Attempts(handler, job_id, job, index, item, policy, deadlines, series)
+    started = time.perf_counter()
+    try:
+        call = handler.handle(item, _new_tuple(ItemContext, (job_id, index, 1)))
+        waiting_on = call.send(None)
+    except StopIteration as done:
         try:
-            context = ItemContext(job_id, index, attempt)
-            if deadlines is None:
-                async with asyncio.timeout(timeout_s):
-                    result = await handler.handle(item, context)
-            else:  # one watchdog for every runner instead of a timer per call
-                task = current_task()
-                deadlines.arm(task, timeout_s)
-                try:
-                    result = await handler.handle(item, context)
-                except asyncio.CancelledError:
-                    if deadlines.disarm(task):
-                        raise TimeoutError from None
-                    raise
-                except BaseException:
-                    deadlines.disarm(task)  # else the idle runner is cancelled later
-                    raise
-                deadlines.disarm(task)  # a deadline that expired as it returned: it stands
-            output = _output(handler, result)
-            spent_ms += (time.perf_counter() - started) * 1000
-            series.handler_seconds.observe(spent_ms / 1000)
-            return Outcome(
-                "ItemSucceeded",
-                outcome_wire.succeeded(
-                    job, index, attempts=attempt, duration_ms=spent_ms, output=output
-                ),
-            )
+            return first.succeeded(1, done.value, started, 0.0)
+        except Exception as exc:  # its output breaks the output model: retried
+            error = exc
+    except PermanentError as exc:
+        return first.permanent(exc, 1, started, 0.0)
+    except Exception as exc:  # transient, or a bug: retried
+        error = exc
+    else:  # the handler waits: the rest runs in a task, under the timeout
+        return first.resume(call, waiting_on, started)
+    return first.retry(error, (time.perf_counter() - started) * 1000)
+
+
+# Tuples of a NamedTuple class made without its Python-level ``__new__`` (hot path).
+_new_tuple = tuple.__new__
+
+
+class _Attempts:
+    """The attempts at one item after its first one began (``process_item_now``)."""
+
+    __slots__ = ("deadlines", "handler", "index", "item", "job", "job_id", "policy", "series")
+
+    def __init__(
+        self,
+        handler: Handler,  # type: ignore[type-arg]
+        job_id: UUID,
+        job: str,
+        index: int,
+        item: Any,
+        policy: RetryPolicy,
+        deadlines: Deadlines | None,
+        series: JobTypeSeries,
+    ):
+        self.handler, self.job_id, self.job, self.index = handler, job_id, job, index
+        self.item, self.policy, self.deadlines, self.series = item, policy, deadlines, series
+
+    def succeeded(self, attempt: int, result: Any, started: float, spent_ms: float) -> Outcome:
+        """Raises ``ValidationError`` when the output breaks the output model."""
+        output = _output(self.handler, result)
+        spent_ms += (time.perf_counter() - started) * 1000
+        self.series.handler_seconds.observe(spent_ms / 1000)
+        value = outcome_wire.succeeded(
+            self.job, self.index, attempts=attempt, duration_ms=spent_ms, output=output
+        )
+        return _new_tuple(Outcome, ("ItemSucceeded", value))  # type: ignore[no-any-return]
+
+    def permanent(
+        self, exc: PermanentError, attempt: int, started: float, spent_ms: float
+    ) -> Outcome:
+        spent_ms += (time.perf_counter() - started) * 1000
+        self.series.handler_seconds.observe(spent_ms / 1000)
+        return failed(self.job, self.index, exc.code, exc.message, attempt, spent_ms)
+
+    async def resume(
+        self, call: Coroutine[Any, Any, Any], waiting_on: Any, started: float
+    ) -> Outcome:
+        """Finish a first attempt that is waiting on ``waiting_on``, then any others."""
+        remaining_s = self.handler.timeout_s - (time.perf_counter() - started)
+        try:
+            result = await self._timed(_Resumed(call, waiting_on), remaining_s)
+            return self.succeeded(1, result, started, 0.0)
         except PermanentError as exc:
-            spent_ms += (time.perf_counter() - started) * 1000
-            series.handler_seconds.observe(spent_ms / 1000)
-            return failed(job, index, exc.code, exc.message, attempt, spent_ms)
+            return self.permanent(exc, 1, started, 0.0)
         except Exception as exc:  # transient, timeout, bad output or a bug: retried
-            spent_ms += (time.perf_counter() - started) * 1000
-            code, message = _transient(exc, timeout_s)
-            if attempt >= policy.max_attempts:
-                series.handler_seconds.observe(spent_ms / 1000)
+            return await self.retry(exc, (time.perf_counter() - started) * 1000)
+
+    async def retry(self, error: Exception, spent_ms: float, attempt: int = 1) -> Outcome:
+        """Attempts after attempt ``attempt``, which failed with ``error``."""
+        handler, timeout_s = self.handler, self.handler.timeout_s
+        job, index = self.job, self.index
+        while True:
+            code, message = _transient(error, timeout_s)
+            if attempt >= self.policy.max_attempts:
+                self.series.handler_seconds.observe(spent_ms / 1000)
                 return failed(job, index, code, message, attempt, spent_ms)
-            series.retries.inc()
+            self.series.retries.inc()
             log.info(
                 "item %s/%s attempt %d failed (%s); retrying",
                 job,
@@ -188,7 +243,63 @@ async def process_item(
                 code,
                 extra={"job_id": job, "item_index": index, "error_code": code},
             )
-            await asyncio.sleep(policy.delay(attempt))
+            await asyncio.sleep(self.policy.delay(attempt))
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                context = ItemContext(self.job_id, index, attempt)
+                result = await self._timed(handler.handle(self.item, context), timeout_s)
+                return self.succeeded(attempt, result, started, spent_ms)
+            except PermanentError as exc:
+                return self.permanent(exc, attempt, started, spent_ms)
+            except Exception as exc:  # transient, timeout, bad output or a bug: retried
+                error = exc
+                spent_ms += (time.perf_counter() - started) * 1000
+
+    async def _timed(self, call: Awaitable[Any], timeout_s: float) -> Any:
+        deadlines = self.deadlines
+        if deadlines is None:
+            async with asyncio.timeout(timeout_s):
+                return await call
+        task = current_task()  # one watchdog for every task instead of a timer per call
+        deadlines.arm(task, timeout_s)
+        try:
+            result = await call
+        except asyncio.CancelledError:
+            if deadlines.disarm(task):
+                raise TimeoutError from None
+            raise
+        except BaseException:
+            deadlines.disarm(task)  # else the idle task is cancelled later
+            raise
+        deadlines.disarm(task)  # a deadline that expired as it returned: it stands
+        return result
+
+
+class _Resumed:
+    """Awaits a coroutine that has already run up to its first wait, on ``waiting_on`` (what
+    it yielded): what ``await`` would have done with it from there on."""
+
+    __slots__ = ("_coro", "_waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting_on: Any):
+        self._coro, self._waiting_on = coro, waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting_on = self._coro, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # thrown into the task (a cancellation): pass it on
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting_on = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 def _transient(exc: Exception, timeout_s: float) -> tuple[str, str]:

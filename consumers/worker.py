@@ -2,7 +2,9 @@
 commit what is acknowledged.
 
 - Records with the same key (in one partition) are processed in offset order; different
-  keys run concurrently on ``worker_concurrency`` runners.
+  keys run concurrently, up to ``worker_concurrency`` at once. A record is processed in
+  the fetch loop as far as it goes without waiting; what has to wait (a handler on I/O, a
+  retry's backoff, a full outcome batch) goes on in a runner task (``consumers.lanes``).
 - Every record ends in exactly one outcome event or a dead letter (and, when a dead letter
   still names its item, a ``malformed_event`` failure for it), published in batches.
 - A partition's offset is committed only up to the first record whose outcome Kafka has not
@@ -17,6 +19,7 @@ import functools
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Coroutine
 from functools import partial
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -30,14 +33,14 @@ from consumers.dead_letters import dead_letter, item_address
 from consumers.deadlines import Deadlines
 from consumers.handlers.base import Handler
 from consumers.item_reader import ItemReader, UnexpectedEvent
-from consumers.lanes import KeyedDispatcher
+from consumers.lanes import YIELD_EVERY, KeyedDispatcher
 from consumers.offsets import PartitionOffsets
 from consumers.processing import (
     Outcome,
     RetryPolicy,
     cancelled,
     failed,
-    process_item,
+    process_item_now,
 )
 from consumers.settings import WorkerSettings
 from events.codec import EventDecodeError
@@ -101,7 +104,7 @@ class Worker:
         self.series = series_of(handler.job_type)
         self.reader = ItemReader(handler, settings.worker_max_event_bytes)
         self.dispatcher: KeyedDispatcher[Work] = KeyedDispatcher(
-            self._process,
+            self._start,
             concurrency=settings.worker_concurrency,
             max_queued=settings.worker_max_batch * 2,
         )
@@ -114,7 +117,6 @@ class Worker:
     # --- the loop ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.dispatcher.start()
         self.deadlines.start()
         stopping = asyncio.ensure_future(stop.wait())
         try:
@@ -144,11 +146,15 @@ class Worker:
             offsets = self.offsets[tp] = PartitionOffsets()
         offsets.track_all([record.offset for record in records])
         partition, submit_nowait = tp.partition, self.dispatcher.submit_nowait
-        for record in records:
+        for n, record in enumerate(records, 1):
             lane = (partition, record.key if record.key is not None else record.offset)
             work = (record, offsets)
             if not submit_nowait(lane, work):  # no coroutine unless full
                 await self.dispatcher.submit(lane, work)
+            if n % YIELD_EVERY == 0:  # records mostly run right here: let the sender run
+                await asyncio.sleep(0)
+                if offsets.released:
+                    return  # revoked meanwhile: the partition's new owner has the rest
 
     async def _maybe_commit(self) -> None:
         now = time.monotonic()
@@ -178,35 +184,60 @@ class Worker:
 
     # --- one record ---------------------------------------------------------------------------
 
-    async def _process(self, work: Work) -> None:
+    def _start(self, work: Work) -> Coroutine[Any, Any, None] | None:
+        """Process a record as far as it goes without waiting: None when it is done (its
+        outcome handed to the sink), else what is left of it, to await."""
         record, offsets = work
-        offsets.running += 1
         try:
             try:
                 item = self.reader.read(record.value)
             except EventDecodeError as exc:
-                await self._reject(work, exc.reason, exc.message, item_address(exc.payload))
-                return
+                address = item_address(exc.payload)
+                return self._rest(work, self._reject(work, exc.reason, exc.message, address))
             except UnexpectedEvent as exc:
-                await self._reject(work, "unexpected_event", f"{exc} on {record.topic}", None)
-                return
-            if self.cancellations is not None and self.cancellations.is_cancelled(item.job_text):
-                outcome = cancelled(item.job_text, item.item_index)
+                message = f"{exc} on {record.topic}"
+                return self._rest(work, self._reject(work, "unexpected_event", message, None))
+            job = item.job_text
+            outcome: Outcome | Coroutine[Any, Any, Outcome]
+            if self.cancellations is not None and self.cancellations.is_cancelled(job):
+                outcome = cancelled(job, item.item_index)
             else:
-                outcome = await process_item(
+                outcome = process_item_now(
                     self.handler, item, self.policy, self.deadlines, self.series
                 )
+                if type(outcome) is not Outcome:  # the handler waits, or is retried
+                    later: Coroutine[Any, Any, Outcome] = outcome  # type: ignore[assignment]
+                    return self._rest(work, self._emit_later(work, job, later))
             ack = partial(offsets.ack, record.offset)
-            if not self._emit_nowait(item.job_text, outcome, ack):  # no coroutine
-                await self._emit(item.job_text, outcome, ack)
+            if self._emit_nowait(job, outcome, ack):
+                return None
+            return self._rest(work, self._emit(job, outcome, ack))
         except Exception:
-            # Publishing failed (the sink reports it to the loop); the record stays
-            # unacknowledged, so its offset is never committed.
-            log.exception(
-                "could not finish %s[%d]@%d", record.topic, record.partition, record.offset
-            )
+            self._could_not_finish(record)
+            return None
+
+    def _rest(self, work: Work, rest: Awaitable[None]) -> Coroutine[Any, Any, None]:
+        """What is left of a record, counted as running from now until it is done."""
+        work[1].running += 1
+        return self._finish(work, rest)
+
+    async def _finish(self, work: Work, rest: Awaitable[None]) -> None:
+        try:
+            await rest
+        except Exception:
+            self._could_not_finish(work[0])
         finally:
-            offsets.running -= 1
+            work[1].running -= 1
+
+    async def _emit_later(self, work: Work, job_id: str, outcome: Awaitable[Outcome]) -> None:
+        record, offsets = work
+        await self._emit(job_id, await outcome, partial(offsets.ack, record.offset))
+
+    @staticmethod
+    def _could_not_finish(record: Record) -> None:
+        # Publishing failed (the sink reports it to the loop); the record stays
+        # unacknowledged, so its offset is never committed.
+        log.exception("could not finish %s[%d]@%d", record.topic, record.partition, record.offset)
 
     async def _reject(
         self, work: Work, reason: str, message: str, address: tuple[UUID, int] | None

@@ -1,5 +1,6 @@
 import asyncio
 import random
+from collections.abc import Awaitable
 
 from consumers.lanes import KeyedDispatcher
 
@@ -18,7 +19,6 @@ async def test_same_lane_runs_in_order_and_lanes_run_concurrently():
         running -= 1
 
     dispatcher = KeyedDispatcher(process, concurrency=8, max_queued=50)
-    dispatcher.start()
     for i in range(40):
         for key in "abcdefghij":
             await dispatcher.submit(key, (key, i))
@@ -40,7 +40,6 @@ async def test_discarded_items_are_skipped_and_queue_is_bounded():
 
     dispatcher = KeyedDispatcher(process, concurrency=1, max_queued=5)
     dispatcher.discard = lambda item: item % 2 == 1
-    dispatcher.start()
     await dispatcher.submit(0, 0)
     await asyncio.sleep(0.01)  # the only runner takes item 0 and waits at the gate
     for i in range(1, 6):
@@ -65,7 +64,6 @@ async def test_a_record_that_raises_does_not_stop_its_lane_or_its_runner():
         seen.append(item)
 
     dispatcher = KeyedDispatcher(process, concurrency=1, max_queued=10)
-    dispatcher.start()
     for i in range(4):
         await dispatcher.submit("same lane", i)
     await asyncio.wait_for(dispatcher.drained(), 2)
@@ -73,3 +71,66 @@ async def test_a_record_that_raises_does_not_stop_its_lane_or_its_runner():
     await asyncio.wait_for(dispatcher.drained(), 2)
     await dispatcher.stop()
     assert seen == [0, 2, 3, 9]
+
+
+async def test_a_record_done_at_start_is_done_before_submit_returns():
+    seen: list[int] = []
+
+    def start(item: int) -> None:
+        seen.append(item)  # nothing left to wait for
+
+    dispatcher = KeyedDispatcher(start, concurrency=4, max_queued=10)
+    tasks_before = len(asyncio.all_tasks())
+    for i in range(100):
+        assert dispatcher.submit_nowait(i % 3, i)
+        assert seen[-1] == i  # ran in the caller
+    assert len(asyncio.all_tasks()) == tasks_before  # no runner was needed
+    assert dispatcher.queued == 0
+
+
+async def test_what_is_left_of_a_record_is_carried_on_and_its_lane_waits_for_it():
+    log: list[str] = []
+    gate = asyncio.Event()
+
+    async def rest_of(item: str) -> None:
+        await gate.wait()
+        log.append(f"end {item}")
+
+    def start(item: str) -> Awaitable[None] | None:
+        log.append(f"start {item}")
+        if item == "a0":
+            return rest_of(item)
+        log.append(f"end {item}")
+        return None
+
+    dispatcher = KeyedDispatcher(start, concurrency=2, max_queued=10)
+    assert dispatcher.submit_nowait("a", "a0")  # starts here, the rest waits at the gate
+    assert dispatcher.submit_nowait("a", "a1")  # its lane is busy: queued behind it
+    assert dispatcher.submit_nowait("b", "b0")  # another lane: done at once
+    assert log == ["start a0", "start b0", "end b0"]
+    assert dispatcher.queued == 1
+    gate.set()
+    await asyncio.wait_for(dispatcher.drained(), 2)
+    assert log == ["start a0", "start b0", "end b0", "end a0", "start a1", "end a1"]
+    await dispatcher.stop()
+
+
+async def test_records_started_never_outnumber_the_concurrency():
+    gate = asyncio.Event()
+    started: list[int] = []
+
+    async def rest() -> None:
+        await gate.wait()
+
+    def start(item: int) -> Awaitable[None]:
+        started.append(item)
+        return rest()
+
+    dispatcher = KeyedDispatcher(start, concurrency=3, max_queued=10)
+    for i in range(8):
+        assert dispatcher.submit_nowait(i, i)
+    assert started == [0, 1, 2] and dispatcher.queued == 5  # the others wait for a runner
+    gate.set()
+    await asyncio.wait_for(dispatcher.drained(), 2)
+    assert sorted(started) == list(range(8))
+    await dispatcher.stop()

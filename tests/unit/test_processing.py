@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from consumers.deadlines import Deadlines, bind_runner_task
 from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
-from consumers.processing import RetryPolicy, SubmittedItem, error_code
+from consumers.processing import Outcome, RetryPolicy, SubmittedItem, error_code, process_item_now
 from consumers.processing import process_item as process_to_bytes
 from events.codec import decode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded
@@ -195,3 +195,50 @@ async def test_a_handler_that_raises_leaves_no_deadline_armed(error):
         assert await asyncio.wait_for(runner(), 5) == ["ItemFailed", "ItemSucceeded"]
     finally:
         await deadlines.stop()
+
+
+async def test_an_attempt_that_never_waits_gives_its_outcome_at_once():
+    handler = Scripted(TransientError("later", "x"))
+    event = submitted()
+    first = process_item_now(handler, SubmittedItem.of(event), FAST)
+    assert not isinstance(first, Outcome)  # failed at once, but retried: a coroutine
+    assert isinstance(decode((await first).value), ItemSucceeded)
+    now = process_item_now(handler, SubmittedItem.of(event), FAST)
+    assert isinstance(now, Outcome) and now.event_type == "ItemSucceeded"
+    decoded = decode(now.value)
+    assert isinstance(decoded, ItemSucceeded) and decoded.attempts == 1
+    assert decoded.output == {"doubled": 42} and handler.calls == 3
+
+
+@pytest.mark.parametrize("watched", [False, True], ids=["asyncio.timeout", "Deadlines"])
+async def test_a_first_attempt_that_waits_is_finished_in_another_task_within_its_timeout(
+    watched,
+):
+    """As in a worker: the first attempt starts in the fetch loop; when the handler waits,
+    a runner task finishes it, under the timeout that began with the call."""
+    deadlines = Deadlines(interval_s=0.01) if watched else None
+    if deadlines is not None:
+        deadlines.start()
+    try:
+        slow = Scripted(5.0, 0.01)  # times out once, then succeeds
+        rest = process_item_now(slow, SubmittedItem.of(submitted()), FAST, deadlines)
+        assert not isinstance(rest, Outcome)
+
+        async def runner():
+            bind_runner_task()
+            return await rest
+
+        started = asyncio.get_running_loop().time()
+        outcome = decode((await asyncio.wait_for(asyncio.create_task(runner()), 5)).value)
+        assert isinstance(outcome, ItemSucceeded) and outcome.attempts == 2
+        assert asyncio.get_running_loop().time() - started < 1  # 0.2 s timeout, not 5 s
+        assert outcome.duration_ms >= 200  # both attempts are counted
+
+        quick = Scripted(0.01)  # waits, within its timeout
+        rest = process_item_now(quick, SubmittedItem.of(submitted()), FAST, deadlines)
+        assert not isinstance(rest, Outcome)
+        outcome = decode((await asyncio.create_task(runner())).value)
+        assert isinstance(outcome, ItemSucceeded) and outcome.attempts == 1
+    finally:
+        if deadlines is not None:
+            await deadlines.stop()
