@@ -17,6 +17,9 @@ from events.codec import MAX_EVENT_BYTES, decode
 from events.models import ItemSubmitted
 from events.typed_read import job_uuid, json_reader, typed_dict_of
 
+# A NamedTuple's tuple made without its Python-level ``__new__`` (once per record).
+_new_tuple = tuple.__new__
+
 
 class UnexpectedEvent(Exception):
     """A valid event that does not belong on this items topic (another type of event, or
@@ -52,7 +55,8 @@ class ItemReader:
                 pass
             else:
                 job = event["job_id"]
-                return SubmittedItem(job_uuid(job), job, event["item_index"], event["input"])
+                item = (job_uuid(job), job, event["item_index"], event["input"])
+                return _new_tuple(SubmittedItem, item)  # type: ignore[no-any-return]
         decoded = decode(value, max_bytes=self.max_bytes)  # raises EventDecodeError
         if not isinstance(decoded, ItemSubmitted) or decoded.job_type != self.job_type:
             raise UnexpectedEvent(

@@ -153,23 +153,58 @@ def process_item_now(
             item = handler.input_model.model_validate(item)
         except ValidationError as exc:
             return failed(job, index, "invalid_input", validation_message(exc), attempts=0)
-    first = _Attempts(handler, job_id, job, index, item, policy, deadlines, series)
     started = time.perf_counter()
     try:
         call = handler.handle(item, _new_tuple(ItemContext, (job_id, index, 1)))
         waiting_on = call.send(None)
     except StopIteration as done:
         try:
-            return first.succeeded(1, done.value, started, 0.0)
+            return _succeeded(handler, series, job, index, 1, done.value, started, 0.0)
         except Exception as exc:  # its output breaks the output model: retried
             error = exc
     except PermanentError as exc:
-        return first.permanent(exc, 1, started, 0.0)
+        return _permanent(series, job, index, exc, 1, started, 0.0)
     except Exception as exc:  # transient, or a bug: retried
         error = exc
     else:  # the handler waits: the rest runs in a task, under the timeout
-        return first.resume(call, waiting_on, started)
-    return first.retry(error, (time.perf_counter() - started) * 1000)
+        rest = _Attempts(handler, job_id, job, index, item, policy, deadlines, series)
+        return rest.resume(call, waiting_on, started)
+    rest = _Attempts(handler, job_id, job, index, item, policy, deadlines, series)
+    return rest.retry(error, (time.perf_counter() - started) * 1000)
+
+
+def _succeeded(
+    handler: Handler,  # type: ignore[type-arg]
+    series: JobTypeSeries,
+    job: str,
+    index: int,
+    attempt: int,
+    result: Any,
+    started: float,
+    spent_ms: float,
+) -> Outcome:
+    """Raises ``ValidationError`` when the output breaks the output model."""
+    output = _output(handler, result)
+    spent_ms += (time.perf_counter() - started) * 1000
+    series.handler_seconds.observe(spent_ms / 1000)
+    value = outcome_wire.succeeded(
+        job, index, attempts=attempt, duration_ms=spent_ms, output=output
+    )
+    return _new_tuple(Outcome, ("ItemSucceeded", value))  # type: ignore[no-any-return]
+
+
+def _permanent(
+    series: JobTypeSeries,
+    job: str,
+    index: int,
+    exc: PermanentError,
+    attempt: int,
+    started: float,
+    spent_ms: float,
+) -> Outcome:
+    spent_ms += (time.perf_counter() - started) * 1000
+    series.handler_seconds.observe(spent_ms / 1000)
+    return failed(job, index, exc.code, exc.message, attempt, spent_ms)
 
 
 # Tuples of a NamedTuple class made without its Python-level ``__new__`` (hot path).
@@ -177,7 +212,8 @@ _new_tuple = tuple.__new__
 
 
 class _Attempts:
-    """The attempts at one item after its first one began (``process_item_now``)."""
+    """The attempts at one item after a first one that waited or failed
+    (``process_item_now``)."""
 
     __slots__ = ("deadlines", "handler", "index", "item", "job", "job_id", "policy", "series")
 
@@ -195,23 +231,6 @@ class _Attempts:
         self.handler, self.job_id, self.job, self.index = handler, job_id, job, index
         self.item, self.policy, self.deadlines, self.series = item, policy, deadlines, series
 
-    def succeeded(self, attempt: int, result: Any, started: float, spent_ms: float) -> Outcome:
-        """Raises ``ValidationError`` when the output breaks the output model."""
-        output = _output(self.handler, result)
-        spent_ms += (time.perf_counter() - started) * 1000
-        self.series.handler_seconds.observe(spent_ms / 1000)
-        value = outcome_wire.succeeded(
-            self.job, self.index, attempts=attempt, duration_ms=spent_ms, output=output
-        )
-        return _new_tuple(Outcome, ("ItemSucceeded", value))  # type: ignore[no-any-return]
-
-    def permanent(
-        self, exc: PermanentError, attempt: int, started: float, spent_ms: float
-    ) -> Outcome:
-        spent_ms += (time.perf_counter() - started) * 1000
-        self.series.handler_seconds.observe(spent_ms / 1000)
-        return failed(self.job, self.index, exc.code, exc.message, attempt, spent_ms)
-
     async def resume(
         self, call: Coroutine[Any, Any, Any], waiting_on: Any, started: float
     ) -> Outcome:
@@ -219,9 +238,11 @@ class _Attempts:
         remaining_s = self.handler.timeout_s - (time.perf_counter() - started)
         try:
             result = await self._timed(_Resumed(call, waiting_on), remaining_s)
-            return self.succeeded(1, result, started, 0.0)
+            return _succeeded(
+                self.handler, self.series, self.job, self.index, 1, result, started, 0.0
+            )
         except PermanentError as exc:
-            return self.permanent(exc, 1, started, 0.0)
+            return _permanent(self.series, self.job, self.index, exc, 1, started, 0.0)
         except Exception as exc:  # transient, timeout, bad output or a bug: retried
             return await self.retry(exc, (time.perf_counter() - started) * 1000)
 
@@ -249,9 +270,11 @@ class _Attempts:
             try:
                 context = ItemContext(self.job_id, index, attempt)
                 result = await self._timed(handler.handle(self.item, context), timeout_s)
-                return self.succeeded(attempt, result, started, spent_ms)
+                return _succeeded(
+                    handler, self.series, job, index, attempt, result, started, spent_ms
+                )
             except PermanentError as exc:
-                return self.permanent(exc, attempt, started, spent_ms)
+                return _permanent(self.series, job, index, exc, attempt, started, spent_ms)
             except Exception as exc:  # transient, timeout, bad output or a bug: retried
                 error = exc
                 spent_ms += (time.perf_counter() - started) * 1000

@@ -18,7 +18,6 @@ import asyncio
 import functools
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Coroutine
 from functools import partial
 from typing import Any, TypeAlias
@@ -100,8 +99,12 @@ class Worker:
         self.dlq_topic = settings.topics.dlq
         self.offsets: dict[TopicPartition, PartitionOffsets] = {}
         self.revoked: set[TopicPartition] = set()
-        self.counts: Counter[str] = Counter()
         self.series = series_of(handler.job_type)
+        self._outcome_counters = {
+            kind: self.series.outcome(kind)
+            for kind in ("ItemSucceeded", "ItemFailed", "ItemCancelled")
+        }
+        self.dead_lettered = 0
         self.reader = ItemReader(handler, settings.worker_max_event_bytes)
         self.dispatcher: KeyedDispatcher[Work] = KeyedDispatcher(
             self._start,
@@ -265,15 +268,20 @@ class Worker:
         """``_emit`` without a coroutine: False, publishing nothing, when it would wait."""
         if not self.sink.append_nowait(self.outcomes_topic, _job_key(job_id), outcome.value, ack):
             return False
-        self._count(outcome)
+        self._outcome_counters[outcome[0]].value += 1  # self._count(outcome), inline
         return True
 
     def _count(self, outcome: Outcome) -> None:
-        self.counts[outcome.event_type] += 1
-        self.series.outcome(outcome.event_type).inc()
+        self._outcome_counters[outcome[0]].value += 1
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Outcomes and dead letters so far (for the log line at exit)."""
+        counts = {kind: counter.value for kind, counter in self._outcome_counters.items()}
+        return {**counts, "dead_lettered": self.dead_lettered}
 
     async def _dead_letter(self, record: Record, reason: str, message: str, ack: Any) -> None:
-        self.counts["dead_lettered"] += 1
+        self.dead_lettered += 1
         DEAD_LETTERED.labels(self.handler.job_type, reason).inc()
         log.warning(
             "dead-lettering %s[%d]@%d: %s: %s",

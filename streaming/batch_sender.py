@@ -55,6 +55,7 @@ class _PartitionOut:
         self.wakeup = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
+        self.full = False  # ``not room.is_set()``, read per message without a call
         self.unacked = 0  # batches closed or submitted but not yet acknowledged
         self.all_acked = asyncio.Event()
         self.all_acked.set()
@@ -74,6 +75,7 @@ class _PartitionOut:
         self.all_acked.clear()
         if len(self.closed) >= MAX_CLOSED_PER_PARTITION:
             self.room.clear()
+            self.full = True
         self.wakeup.set()
 
 
@@ -129,11 +131,22 @@ class BatchSender:
     ) -> bool:
         """``append`` without a coroutine (a hot path's loop over many messages): True when
         added; False, adding nothing, when it would have to wait (then ``await append``)."""
-        self.check()
-        out = self._out(topic, key)
-        if not out.room.is_set() or (value is not None and len(value) > LARGE_MESSAGE):
+        if self._failure is not None:
+            self.check()
+        out = self._by_key.get((topic, key)) if key is not None else None
+        if out is None:
+            out = self._out(topic, key)
+        if out.full or (value is not None and len(value) > LARGE_MESSAGE):
             return False
-        self._add(out, key, value, ack, headers)
+        batch = out.open
+        if (
+            batch is None
+            or batch.builder.append(key=key, value=value, timestamp=None, headers=headers or [])
+            is None
+        ):  # no open batch, or it is full: _add opens one
+            self._add(out, key, value, ack, headers)
+        else:
+            batch.acks.append(ack)
         return True
 
     def _out(self, topic: str, key: bytes | None) -> _PartitionOut:
@@ -227,6 +240,7 @@ class BatchSender:
                 await out.wakeup.wait()
             batch = out.closed.popleft()
             if len(out.closed) < MAX_CLOSED_PER_PARTITION:
+                out.full = False
                 out.room.set()
             try:
                 future = await self.producer.send_batch(
@@ -251,6 +265,7 @@ class BatchSender:
         if self._failure is None:
             log.error("a batch to %s was not acknowledged: %r", out.tp, exc)
             self._failure = exc
+        out.full = False
         out.room.set()  # wake appenders so that they see the failure
 
     async def _flush_periodically(self) -> None:
