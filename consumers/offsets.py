@@ -31,8 +31,14 @@ class PartitionOffsets:
         self._pending.extend(offsets)
 
     def ack(self, offset: int) -> None:
-        self._acked.add(offset)
         pending, acked = self._pending, self._acked
+        if pending and pending[0] == offset:  # the oldest one: the common, in-order case
+            pending.popleft()
+            self._position = offset + 1
+            if not acked:
+                return
+        else:
+            acked.add(offset)
         while pending and pending[0] in acked:
             done = pending.popleft()
             acked.discard(done)

@@ -57,3 +57,29 @@ def test_the_position_never_passes_an_unacknowledged_offset(gaps, rnd: random.Ra
         if committable is not None:
             assert all(o in acked for o in tracked if o < committable)
     assert offsets.to_commit() == tracked[-1] + 1
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=300),
+    st.lists(st.integers(min_value=0, max_value=299), max_size=20),
+)
+def test_acks_mostly_in_order_with_a_few_late_ones(gaps, late_positions):
+    """As a worker acks: in offset order, but for the few records that waited."""
+    offsets, tracked = PartitionOffsets(), []
+    position = 0
+    for gap in gaps:
+        position += gap
+        offsets.track(position)
+        tracked.append(position)
+    late = {tracked[i] for i in late_positions if i < len(tracked)}
+    acked: set[int] = set()
+    for offset in [o for o in tracked if o not in late] + sorted(late, reverse=True):
+        offsets.ack(offset)
+        acked.add(offset)
+        done = None  # the last of the acknowledged prefix: the commit is just past it
+        for o in tracked:
+            if o not in acked:
+                break
+            done = o
+        assert offsets.to_commit() == (None if done is None else done + 1)  # none committed
+    assert offsets.to_commit() == position + 1 and offsets.in_flight == 0
