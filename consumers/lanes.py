@@ -62,11 +62,7 @@ class KeyedDispatcher(Generic[T]):
         behind = self._behind
         if lane_key not in behind and len(self._runners) < self._concurrency:
             if not self.discard(item):
-                try:
-                    rest = self._start(item)
-                except Exception:
-                    log.exception("processing a record failed")
-                    return True
+                rest = self._started(item)
                 if rest is not None:  # it waits: a runner carries it on, its lane waits
                     behind[lane_key] = None
                     self._idle.clear()

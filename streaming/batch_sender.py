@@ -61,6 +61,10 @@ class _PartitionOut:
         self.all_acked.set()
         self.task: asyncio.Task[None] | None = None
 
+    def make_room(self) -> None:
+        self.full = False
+        self.room.set()
+
     def new_batch(self) -> _Batch:
         self.open = _Batch(self.producer.create_batch())
         return self.open
@@ -74,8 +78,8 @@ class _PartitionOut:
         self.unacked += 1
         self.all_acked.clear()
         if len(self.closed) >= MAX_CLOSED_PER_PARTITION:
-            self.room.clear()
             self.full = True
+            self.room.clear()
         self.wakeup.set()
 
 
@@ -133,20 +137,10 @@ class BatchSender:
         added; False, adding nothing, when it would have to wait (then ``await append``)."""
         if self._failure is not None:
             self.check()
-        out = self._by_key.get((topic, key)) if key is not None else None
-        if out is None:
-            out = self._out(topic, key)
+        out = self._out(topic, key)
         if out.full or (value is not None and len(value) > LARGE_MESSAGE):
             return False
-        batch = out.open
-        if (
-            batch is None
-            or batch.builder.append(key=key, value=value, timestamp=None, headers=headers or [])
-            is None
-        ):  # no open batch, or it is full: _add opens one
-            self._add(out, key, value, ack, headers)
-        else:
-            batch.acks.append(ack)
+        self._add(out, key, value, ack, headers)
         return True
 
     def _out(self, topic: str, key: bytes | None) -> _PartitionOut:
@@ -240,8 +234,7 @@ class BatchSender:
                 await out.wakeup.wait()
             batch = out.closed.popleft()
             if len(out.closed) < MAX_CLOSED_PER_PARTITION:
-                out.full = False
-                out.room.set()
+                out.make_room()
             try:
                 future = await self.producer.send_batch(
                     batch.builder, out.tp.topic, partition=out.tp.partition
@@ -265,8 +258,7 @@ class BatchSender:
         if self._failure is None:
             log.error("a batch to %s was not acknowledged: %r", out.tp, exc)
             self._failure = exc
-        out.full = False
-        out.room.set()  # wake appenders so that they see the failure
+        out.make_room()  # wake appenders so that they see the failure
 
     async def _flush_periodically(self) -> None:
         while True:
