@@ -153,6 +153,10 @@ class Projector:
         writing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
+                if writing is not None and writing.done():
+                    # A failed write (the tables swapped by a replay, PostgreSQL gone) ends
+                    # the session now, not when a next batch comes, which may be never.
+                    writing.result()
                 batch = await self.batches.next_batch(timeout_ms=200)
                 if not batch:
                     continue

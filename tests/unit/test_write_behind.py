@@ -3,13 +3,15 @@ positions only once no batch is being written (fakes for Kafka and PostgreSQL)."
 
 import asyncio
 import threading
+import time
 
+import pytest
 from aiokafka.structs import TopicPartition
 
 from projections.fold import Changes
 from projections.projector import Projector, SeekToStoredPositions, write_behind
 from projections.settings import ProjectorSettings
-from projections.writer import StagedChanges
+from projections.writer import ProjectionSwitched, StagedChanges
 
 
 async def test_a_write_has_begun_when_write_behind_returns_and_writes_stay_in_order():
@@ -89,3 +91,36 @@ async def test_the_projectors_write_is_on_its_thread_when_write_behind_returns()
     assert writer.started.wait(2)
     writer.may_finish.set()
     await writing
+
+
+class SwappedWriter(BlockingWriter):
+    def stage(self, changes: Changes) -> StagedChanges:
+        return StagedChanges(job_rows="", item_rows="", job_ids=[], positions=[])
+
+    def write(self, staged: StagedChanges) -> None:
+        raise ProjectionSwitched("the projected tables were swapped")
+
+
+class OneBatch:
+    """A batch source with one batch, then nothing (a quiet topic)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def next_batch(self, timeout_ms: int) -> dict[TopicPartition, list[object]]:
+        self.calls += 1
+        if self.calls == 1:
+            return {TopicPartition("topic", 0): []}
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+
+async def test_a_failed_write_ends_the_run_though_no_batch_follows():
+    """The last batch before a quiet spell fails to write (a replay swapped the tables): the
+    projector must restart its session now, not at a next batch that may never come."""
+    projector = Projector(ProjectorSettings(), Consumer(), SwappedWriter())  # type: ignore[arg-type]
+    projector.batches = OneBatch()  # type: ignore[assignment]
+    started = time.monotonic()
+    with pytest.raises(ProjectionSwitched):
+        await asyncio.wait_for(projector.run(asyncio.Event()), 3)
+    assert time.monotonic() - started < 1  # at the next poll, not when stopped
