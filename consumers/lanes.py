@@ -47,7 +47,6 @@ class KeyedDispatcher(Generic[T]):
         self._full = False  # someone waits for room (read per record: cheaper than the event)
         self._idle = asyncio.Event()
         self._idle.set()
-        self.discard: Callable[[T], bool] = lambda item: False
 
     async def submit(self, lane_key: Hashable, item: T) -> None:
         """Queue an item on its lane, waiting while ``max_queued`` items are queued."""
@@ -61,18 +60,18 @@ class KeyedDispatcher(Generic[T]):
         nothing, when it would have to wait."""
         behind = self._behind
         if lane_key not in behind and len(self._runners) < self._concurrency:
-            if not self.discard(item):
-                rest = self._started(item)
-                if rest is not None:  # it waits: a runner carries it on, its lane waits
-                    behind[lane_key] = None
-                    self._idle.clear()
-                    runner = asyncio.get_running_loop().create_task(self._carry(lane_key, rest))
-                    self._runners.add(runner)
+            rest = self._started(item)
+            if rest is not None:  # it waits: a runner carries it on, its lane waits
+                behind[lane_key] = None
+                self._idle.clear()
+                runner = asyncio.get_running_loop().create_task(self._carry(lane_key, rest))
+                self._runners.add(runner)
             return True
         if self._queued >= self._max_queued:
             return False
+        if not self._queued:  # (while records are queued, the dispatcher is not idle)
+            self._idle.clear()
         self._queued += 1
-        self._idle.clear()
         if lane_key in behind:
             waiting = behind[lane_key]
             if waiting is None:
@@ -131,7 +130,7 @@ class KeyedDispatcher(Generic[T]):
                 if self._full and self._queued < self._max_queued:
                     self._full = False
                     self._room.set()
-                rest = None if self.discard(item) else self._started(item)
+                rest = self._started(item)
         finally:
             self._runners.discard(asyncio.current_task())  # type: ignore[arg-type]
             if not self._runners and self._queued == 0:

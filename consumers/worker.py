@@ -111,8 +111,6 @@ class Worker:
             concurrency=settings.worker_concurrency,
             max_queued=settings.worker_max_batch * 2,
         )
-        # A record whose partition was released (even if assigned again since) is dropped.
-        self.dispatcher.discard = lambda work: work[1].released
         self._last_commit = 0.0
         self.deadlines = Deadlines()
         self._releasing = asyncio.Lock()
@@ -189,8 +187,11 @@ class Worker:
 
     def _start(self, work: Work) -> Coroutine[Any, Any, None] | None:
         """Process a record as far as it goes without waiting: None when it is done (its
-        outcome handed to the sink), else what is left of it, to await."""
+        outcome handed to the sink, or dropped: its partition was released), else what is
+        left of it, to await."""
         record, offsets = work
+        if offsets.released:  # (even if assigned again since): its new owner has it
+            return None
         try:
             try:
                 item = self.reader.read(record.value)

@@ -45,22 +45,14 @@ class ItemUuid5:
         """``text`` as ASCII bytes (what a hot path writes into an event)."""
         hashed = self._job_hash(job_id).copy()
         hashed.update(item_part)
-        h = hashed.hexdigest()
-        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}".encode()
+        h = binascii.hexlify(hashed.digest())
+        variant = _ASCII_VARIANT[h[16]]
+        return b"%s-%s-5%s-%s%s-%s" % (h[:8], h[8:12], h[13:16], variant, h[17:20], h[20:32])
 
     def ascii_texts(self, job_id: str, item_parts: Iterable[bytes]) -> list[bytes]:
-        """``text`` of many items of one job, as ASCII bytes, in one call."""
-        copy, hexlify, variant = self._job_hash(job_id).copy, binascii.hexlify, _ASCII_VARIANT
-        texts = []
-        for part in item_parts:
-            hashed = copy()
-            hashed.update(part)
-            h = hexlify(hashed.digest())
-            texts.append(
-                b"%s-%s-5%s-%s%s-%s"
-                % (h[:8], h[8:12], h[13:16], variant[h[16]], h[17:20], h[20:32])
-            )
-        return texts
+        """``text`` of many items of one job, as ASCII bytes."""
+        text = self.ascii_text
+        return [text(job_id, part) for part in item_parts]
 
 
 # The variant's hex digit from the hash's (RFC 4122: its top two bits set to 10); a lookup

@@ -99,13 +99,8 @@ def test_any_outcome_is_written_as_the_model_writes_it(duration, attempts, index
 @pytest.mark.parametrize("microsecond", [0, 1, 999_999])
 def test_the_time_is_written_as_the_model_writes_it(monkeypatch, microsecond):
     moment = datetime(2026, 11, 29, 0, 7, 14, microsecond, tzinfo=UTC)
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return moment
-
-    monkeypatch.setattr(outcome_wire, "datetime", Frozen)
+    nanos = (int(moment.timestamp()) * 10**6 + microsecond) * 1000 + 999
+    monkeypatch.setattr(outcome_wire, "_clock", lambda: nanos)
     wire = outcome_wire.cancelled(str(uuid4()), 1)
     assert decode(wire).occurred_at == moment
     assert encode(decode(wire)) == wire
@@ -128,3 +123,27 @@ def test_an_output_written_by_its_model_is_sent_as_written():
     event = decode(wire)
     assert event.output == output.model_dump(mode="json")
     assert encode(event) == wire
+
+
+@settings(max_examples=300)
+@given(now_ns=st.integers(min_value=0, max_value=253402300799 * 10**9))  # to 9999-12-31
+def test_the_remembered_second_writes_any_time_as_orjson_does(now_ns):
+    import orjson
+
+    micros = now_ns // 1000
+    expected = datetime.fromtimestamp(micros // 10**6, UTC).replace(microsecond=micros % 10**6)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outcome_wire, "_clock", lambda: now_ns)
+        assert outcome_wire._now_json() == orjson.dumps(expected, option=orjson.OPT_UTC_Z)
+
+
+def test_the_remembered_second_moves_with_the_clock(monkeypatch):
+    second = 1_700_000_000 * 10**9
+    for nanos, written in [
+        (second + 5_000, b'"2023-11-14T22:13:20.000005Z"'),
+        (second, b'"2023-11-14T22:13:20Z"'),
+        (second + 10**9, b'"2023-11-14T22:13:21Z"'),
+        (second - 1, b'"2023-11-14T22:13:19.999999Z"'),
+    ]:
+        monkeypatch.setattr(outcome_wire, "_clock", lambda nanos=nanos: nanos)
+        assert outcome_wire._now_json() == written

@@ -1,0 +1,139 @@
+"""The worker's record path without Kafka: a stub consumer hands it records, the real sink
+builds aiokafka's record batches on a stub producer that acknowledges what it is sent.
+Every record ends in one outcome; offsets move only over acknowledged outcomes; records of
+a released partition still queued are never processed."""
+
+import asyncio
+import uuid
+
+import orjson
+import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from consumers.handlers.base import ItemContext
+from consumers.handlers.noop import NoopHandler, NoopInput, NoopOutput
+from consumers.settings import WorkerSettings
+from consumers.worker import Worker
+from events.codec import encode
+from events.models import ItemSubmitted
+from streaming.batch_sender import BatchSender
+
+ITEMS = TopicPartition("t.items.noop", 0)
+
+
+class StubProducer:
+    def __init__(self) -> None:
+        self.acknowledge = asyncio.Event()
+        self.acknowledge.set()
+        self.sent: list[BatchBuilder] = []
+        self._acknowledging: set[asyncio.Future[None]] = set()
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1}
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(64 * 1024, 0)
+
+    async def send_batch(
+        self, builder: BatchBuilder, topic: str, *, partition: int
+    ) -> asyncio.Future[None]:
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def acknowledge_when_told() -> None:
+            await self.acknowledge.wait()
+            self.sent.append(builder)
+            delivered.set_result(None)
+
+        acknowledging = asyncio.ensure_future(acknowledge_when_told())
+        self._acknowledging.add(acknowledging)
+        acknowledging.add_done_callback(self._acknowledging.discard)
+        return delivered
+
+    def outcomes(self) -> list[dict]:  # type: ignore[type-arg]
+        values = []
+        for builder in self.sent:
+            batch = DefaultRecordBatch(bytes(builder._builder.build()))
+            values += [orjson.loads(record.value) for record in batch]
+        return values
+
+
+class StubConsumer:
+    def assignment(self) -> set[TopicPartition]:
+        return {ITEMS}
+
+    async def commit(self, positions: dict[TopicPartition, int]) -> None:
+        self.committed = positions
+
+
+class GatedNoop(NoopHandler):
+    """Waits at a gate (so that records queue up behind it), then does nothing."""
+
+    gate: asyncio.Event
+
+    async def handle(self, item: NoopInput, context: ItemContext) -> NoopOutput:
+        await self.gate.wait()
+        return NoopOutput(n=item.n)
+
+
+def records(count: int) -> list[ConsumerRecord]:  # type: ignore[type-arg]
+    job = uuid.uuid4()
+    made = []
+    for i in range(count):
+        value = encode(ItemSubmitted.new(job_id=job, item_index=i, job_type="noop", input={"n": i}))
+        key = f"{job}:{i}".encode()
+        made.append(
+            ConsumerRecord(ITEMS.topic, 0, i, 0, 0, key, value, None, len(key), len(value), ())
+        )
+    return made
+
+
+@pytest.fixture
+async def sink_and_producer():
+    producer = StubProducer()
+    sink = BatchSender(producer, linger_s=0.001)  # type: ignore[arg-type]
+    settings = WorkerSettings()
+    await sink.start([settings.topics.outcomes, settings.topics.dlq])
+    yield sink, producer
+    producer.acknowledge.set()
+    await asyncio.wait_for(sink.close(), 5)
+
+
+async def test_every_record_gets_one_outcome_and_offsets_follow_acknowledgements(
+    sink_and_producer,
+):
+    sink, producer = sink_and_producer
+    producer.acknowledge.clear()  # Kafka has acknowledged nothing yet
+    worker = Worker(WorkerSettings(), NoopHandler(), StubConsumer(), sink)  # type: ignore[arg-type]
+    await worker._dispatch(ITEMS, records(1000))
+    await worker.dispatcher.drained()
+    await asyncio.sleep(0.05)
+    assert worker.offsets[ITEMS].to_commit() is None  # nothing acknowledged: nothing to commit
+    producer.acknowledge.set()
+    await sink.flush()
+    assert worker.offsets[ITEMS].to_commit() == 1000
+    outcomes = producer.outcomes()
+    assert sorted(o["item_index"] for o in outcomes) == list(range(1000))
+    assert {o["event_type"] for o in outcomes} == {"ItemSucceeded"}
+    assert worker.counts["ItemSucceeded"] == 1000
+
+
+async def test_records_of_a_released_partition_still_queued_are_not_processed(
+    sink_and_producer,
+):
+    sink, producer = sink_and_producer
+    handler = GatedNoop()
+    handler.gate = asyncio.Event()
+    settings = WorkerSettings(worker_concurrency=2, worker_shutdown_grace_s=5)
+    worker = Worker(settings, handler, StubConsumer(), sink)  # type: ignore[arg-type]
+    await worker._dispatch(ITEMS, records(10))
+    assert worker.dispatcher.queued == 8  # two running (at the gate), eight behind them
+    releasing = asyncio.ensure_future(worker.release([ITEMS]))
+    await asyncio.sleep(0.05)
+    handler.gate.set()  # the two in flight finish within the grace period
+    await releasing
+    await worker.dispatcher.drained()
+    await sink.flush()
+    assert sorted(o["item_index"] for o in producer.outcomes()) == [0, 1]
+    assert worker.consumer.committed == {ITEMS: 2}
