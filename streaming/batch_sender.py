@@ -263,9 +263,17 @@ class BatchSender:
         out.make_room()  # wake appenders so that they see the failure
 
     async def _flush_periodically(self) -> None:
+        """Close open batches that have lingered, except where closed batches are still
+        waiting for the sender: there the open batch would not go out any sooner, and it
+        goes on filling (fewer, fuller batches while Kafka is the bottleneck, as Kafka's
+        own producer does)."""
         while True:
             await asyncio.sleep(self.linger_s)
             now = time.monotonic()
             for out in self._outs.values():
-                if out.open is not None and now - out.open.opened >= self.linger_s:
+                if (
+                    out.open is not None
+                    and not out.closed
+                    and now - out.open.opened >= self.linger_s
+                ):
                     out.close_open()

@@ -92,6 +92,24 @@ async def test_a_partition_with_too_many_batches_waiting_pushes_back(sender):
     assert len(acked) == added + 1
 
 
+async def test_a_batch_lingers_on_while_batches_ahead_of_it_wait(sender):
+    sink, producer = sender
+    for _ in range(3 * BATCH_BYTES // len(MESSAGE)):  # three full batches
+        assert sink.append_nowait("out", b"job", MESSAGE, lambda: None)
+    await asyncio.sleep(0.03)  # one is submitted; the stub acknowledges nothing yet
+    out = next(iter(sink._outs.values()))
+    assert out.closed  # full batches wait for the one in flight
+    partial = out.open
+    assert partial is not None and partial.acks
+    await asyncio.sleep(5 * sink.linger_s)
+    assert out.open is partial  # not closed by the linger: it would go out no sooner
+    for _ in range(20):  # Kafka acknowledges: the batches ahead go, then the partial one
+        producer.acknowledge_all()
+        await asyncio.sleep(0.01)
+    assert out.open is None and not out.closed
+    assert producer.sent[-1][2] is partial.builder
+
+
 async def test_a_failed_delivery_fails_the_sender(sender):
     sink, producer = sender
     assert sink.append_nowait("out", b"job", MESSAGE, lambda: None)
