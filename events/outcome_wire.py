@@ -20,7 +20,6 @@ from events.models import MAX_DURATION_MS
 
 _OPTIONS = orjson.OPT_UTC_Z
 _dumps = orjson.dumps
-_ascii_id = ITEM_IDS.ascii_text
 
 
 def outcome_id(job_id: str, item_index: int) -> str:
@@ -29,7 +28,7 @@ def outcome_id(job_id: str, item_index: int) -> str:
 
 
 def _outcome_id(job_id: str, item_index: int) -> bytes:
-    return _ascii_id(job_id, b"%d/outcome" % item_index)
+    return ITEM_IDS.ascii_text(job_id, b"%d/outcome" % item_index)
 
 
 def _template(event_type: str, tail: bytes) -> bytes:
@@ -49,7 +48,7 @@ def _head(job_id: str, item_index: int, attempts: int, duration_ms: float) -> tu
     if not duration_ms <= MAX_DURATION_MS:  # the contract's bound
         duration_ms = MAX_DURATION_MS
     return (
-        _ascii_id(job_id, b"%d/outcome" % item_index),  # _outcome_id, inline
+        _outcome_id(job_id, item_index),
         _now_json(),
         job_id.encode(),
         item_index,

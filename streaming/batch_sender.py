@@ -137,9 +137,7 @@ class BatchSender:
         added; False, adding nothing, when it would have to wait (then ``await append``)."""
         if self._failure is not None:
             self.check()
-        out = self._by_key.get((topic, key)) if key is not None else None  # _out's fast path
-        if out is None:
-            out = self._out(topic, key)
+        out = self._out(topic, key)
         if out.full or (value is not None and len(value) > LARGE_MESSAGE):
             return False
         self._add(out, key, value, ack, headers)
