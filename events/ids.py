@@ -5,11 +5,12 @@ outcome get ids derived from that pair, so a duplicate (a republished submission
 outcome produced around a worker crash) is recognisable by its id alone.
 """
 
-import binascii
 import functools
 import hashlib
 from collections.abc import Iterable
 from uuid import UUID
+
+import uuid_utils
 
 NAMESPACE = UUID("5d0f6c3e-2f4b-4e51-9a43-7f1d2a8b9c01")
 
@@ -25,40 +26,27 @@ def uuid5(namespace: UUID, name: str) -> UUID:
 
 class ItemUuid5:
     """``str(uuid5(namespace, f"{job_id}/{item_part}"))`` for the items of jobs, without
-    UUID objects: per-item ids on the hot paths (the API's submissions, the workers'
-    outcomes). The job's part of the hash is computed once per job and remembered by the
-    job id's text (hashing a UUID key runs Python code; a str's hash is cached)."""
+    standard ``UUID`` objects: per-item ids on the hot paths (the API's submissions, the
+    workers' outcomes). uuid-utils hashes and formats in Rust, in a third of the time of
+    hashlib plus formatting in Python."""
 
     def __init__(self, namespace: UUID):
-        prefix = namespace.bytes
-
-        @functools.lru_cache(maxsize=4096)
-        def job_hash(job_id: str) -> "hashlib._Hash":
-            return hashlib.sha1(prefix + f"{job_id}/".encode())
-
-        self._job_hash = job_hash
+        self._namespace = uuid_utils.UUID(bytes=namespace.bytes)
 
     def text(self, job_id: str, item_part: str) -> str:
-        return self.ascii_text(job_id, item_part.encode()).decode()
+        return str(_uuid5(self._namespace, f"{job_id}/{item_part}"))
 
-    def ascii_text(self, job_id: str, item_part: bytes) -> bytes:
+    def ascii_text(self, job_id: str, item_part: str) -> bytes:
         """``text`` as ASCII bytes (what a hot path writes into an event)."""
-        hashed = self._job_hash(job_id).copy()
-        hashed.update(item_part)
-        h = binascii.hexlify(hashed.digest())
-        variant = _ASCII_VARIANT[h[16]]
-        return b"%s-%s-5%s-%s%s-%s" % (h[:8], h[8:12], h[13:16], variant, h[17:20], h[20:32])
+        return str(_uuid5(self._namespace, f"{job_id}/{item_part}")).encode()
 
-    def ascii_texts(self, job_id: str, item_parts: Iterable[bytes]) -> list[bytes]:
+    def ascii_texts(self, job_id: str, item_parts: Iterable[str]) -> list[bytes]:
         """``text`` of many items of one job, as ASCII bytes."""
-        text = self.ascii_text
-        return [text(job_id, part) for part in item_parts]
+        namespace = self._namespace
+        return [str(_uuid5(namespace, f"{job_id}/{part}")).encode() for part in item_parts]
 
 
-# The variant's hex digit from the hash's (RFC 4122: its top two bits set to 10); a lookup
-# instead of int(digit, 16), which alone cost a third of an id.
-_VARIANT = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
-_ASCII_VARIANT = {ord(d): v.encode() for d, v in _VARIANT.items()}  # by the digit's byte
+_uuid5 = uuid_utils.uuid5
 
 ITEM_IDS = ItemUuid5(NAMESPACE)  # the ids of items' events (ItemSubmitted, outcomes)
 

@@ -28,7 +28,7 @@ def outcome_id(job_id: str, item_index: int) -> str:
 
 
 def _outcome_id(job_id: str, item_index: int) -> bytes:
-    return ITEM_IDS.ascii_text(job_id, b"%d/outcome" % item_index)
+    return ITEM_IDS.ascii_text(job_id, f"{item_index}/outcome")
 
 
 def _template(event_type: str, tail: bytes) -> bytes:

@@ -35,5 +35,5 @@ def test_fast_uuid5_functions_agree_with_the_standard_library():
             expected = uuid.uuid5(namespace, f"{job}/{index}")
             assert ids.uuid5(namespace, f"{job}/{index}") == expected
             assert ids.ItemUuid5(namespace).text(str(job), str(index)) == str(expected)
-            texts = ids.ItemUuid5(namespace).ascii_texts(str(job), [str(index).encode()] * 2)
+            texts = ids.ItemUuid5(namespace).ascii_texts(str(job), [str(index)] * 2)
             assert texts == [str(expected).encode()] * 2
