@@ -64,3 +64,15 @@ class ItemReader:
                 f"is not an item of {self.job_type!r}"
             )
         return SubmittedItem.of(decoded)
+
+    def read_all(self, values: list[bytes | None]) -> list[SubmittedItem | Exception]:
+        """``read`` of each value: its item, or the exception ``read`` raised for it."""
+        read = self.read
+        items: list[SubmittedItem | Exception] = []
+        append = items.append
+        for value in values:
+            try:
+                append(read(value))
+            except Exception as exc:  # (the caller tells apart what it is)
+                append(exc)
+        return items

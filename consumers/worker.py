@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Coroutine
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -37,6 +37,7 @@ from consumers.offsets import PartitionOffsets
 from consumers.processing import (
     Outcome,
     RetryPolicy,
+    SubmittedItem,
     cancelled,
     failed,
     process_item_now,
@@ -52,9 +53,10 @@ log = logging.getLogger(__name__)
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
-# A record and its partition's offsets tracker (while the partition is assigned here). A
-# plain tuple: one is made per record, and a named tuple's constructor runs Python code.
-Work: TypeAlias = tuple[Record, PartitionOffsets]
+# A record, its partition's offsets tracker (while the partition is assigned here), and the
+# item read from it or why it could not be. A plain tuple: one is made per record, and a
+# named tuple's constructor runs Python code.
+Work: TypeAlias = tuple[Record, PartitionOffsets, SubmittedItem | Exception]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -146,10 +148,13 @@ class Worker:
         if offsets is None:
             offsets = self.offsets[tp] = PartitionOffsets()
         offsets.track_all([record.offset for record in records])
+        # Read the whole batch first: one loop of the validator alone runs at twice the
+        # speed of reads interleaved with the rest of each record's processing.
+        items = self.reader.read_all([record.value for record in records])
         partition, submit_nowait = tp.partition, self.dispatcher.submit_nowait
-        for n, record in enumerate(records, 1):
+        for n, (record, item) in enumerate(zip(records, items, strict=True), 1):
             lane = (partition, record.key if record.key is not None else record.offset)
-            work = (record, offsets)
+            work = (record, offsets, item)
             if not submit_nowait(lane, work):  # no coroutine unless full
                 await self.dispatcher.submit(lane, work)
             if n % YIELD_EVERY == 0:  # records mostly run right here: let the sender run
@@ -189,18 +194,20 @@ class Worker:
         """Process a record as far as it goes without waiting: None when it is done (its
         outcome handed to the sink, or dropped: its partition was released), else what is
         left of it, to await."""
-        record, offsets = work
+        record, offsets, item = work
         if offsets.released:  # (even if assigned again since): its new owner has it
             return None
         try:
-            try:
-                item = self.reader.read(record.value)
-            except EventDecodeError as exc:
-                address = item_address(exc.payload)
-                return self._rest(work, self._reject(work, exc.reason, exc.message, address))
-            except UnexpectedEvent as exc:
-                message = f"{exc} on {record.topic}"
-                return self._rest(work, self._reject(work, "unexpected_event", message, None))
+            if type(item) is not SubmittedItem:  # (cheaper than an isinstance of a union)
+                if isinstance(item, EventDecodeError):
+                    address = item_address(item.payload)
+                    rest = self._reject(work, item.reason, item.message, address)
+                elif isinstance(item, UnexpectedEvent):
+                    message = f"{item} on {record.topic}"
+                    rest = self._reject(work, "unexpected_event", message, None)
+                else:
+                    raise cast(Exception, item)  # a bug in reading: not finished
+                return self._rest(work, rest)
             job = item.job_text
             outcome: Outcome | Coroutine[Any, Any, Outcome]
             if self.cancellations is not None and self.cancellations.is_cancelled(job):
@@ -234,7 +241,7 @@ class Worker:
             work[1].running -= 1
 
     async def _emit_later(self, work: Work, job_id: str, outcome: Awaitable[Outcome]) -> None:
-        record, offsets = work
+        record, offsets, _ = work
         await self._emit(job_id, await outcome, partial(offsets.ack, record.offset))
 
     @staticmethod
@@ -248,7 +255,7 @@ class Worker:
     ) -> None:
         """Dead-letter a record; when it still names its item, fail the item too, so that
         its job can finish."""
-        record, offsets = work
+        record, offsets, _ = work
         ack = partial(offsets.ack, record.offset)
         if address is None:
             await self._dead_letter(record, reason, message, ack)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from consumers.handlers.noop import NoopHandler, NoopInput
 from consumers.item_reader import ItemReader, UnexpectedEvent
+from consumers.processing import SubmittedItem
 from events.codec import EventDecodeError, decode, encode
 from events.models import ItemSubmitted, JobSubmitted
 
@@ -94,3 +95,42 @@ def test_a_valid_item_arrives_as_the_input_model():
     item = ItemReader(NoopHandler()).read(orjson.dumps(payload))
     assert item.item == NoopInput(n=3) and item.item_index == 7
     assert item.job_id == UUID(payload["job_id"]) and item.job_text == payload["job_id"]
+
+
+def test_reading_a_batch_gives_each_value_its_item_or_its_refusal():
+    values = [json.dumps(payload).encode() for _, payload in _variants()]
+    values += [None, b"{", b"x" * 2_000_000]
+    values.append(
+        encode(JobSubmitted.new(job_id=uuid4(), job_type="noop", user_id="u", total_items=1))
+    )
+    reader = ItemReader(NoopHandler())
+
+    def raising(result):  # type: ignore[no-untyped-def]
+        def read():  # type: ignore[no-untyped-def]
+            if isinstance(result, Exception):
+                raise result
+            return result
+
+        return read
+
+    read = reader.read_all(values)
+    assert len(read) == len(values)
+    for value, result in zip(values, read, strict=True):
+        assert _verdict(raising(result)) == _verdict(lambda v=value: reader.read(v))
+    assert {type(r) for r in read} == {SubmittedItem, EventDecodeError, UnexpectedEvent}
+
+
+def test_a_bug_in_reading_one_value_does_not_stop_the_batch(monkeypatch):
+    reader = ItemReader(NoopHandler())
+    good = orjson.dumps(_valid())
+    real_read = reader.read
+
+    def read(value):  # type: ignore[no-untyped-def]
+        if value == b"bug":
+            raise RuntimeError("a bug")
+        return real_read(value)
+
+    monkeypatch.setattr(reader, "read", read)
+    first, bug, last = reader.read_all([good, b"bug", good])
+    assert type(first) is SubmittedItem and type(last) is SubmittedItem
+    assert isinstance(bug, RuntimeError)
