@@ -61,11 +61,8 @@ class KeyedDispatcher(Generic[T]):
         behind = self._behind
         if lane_key not in behind and len(self._runners) < self._concurrency:
             rest = self._started(item)
-            if rest is not None:  # it waits: a runner carries it on, its lane waits
-                behind[lane_key] = None
-                self._idle.clear()
-                runner = asyncio.get_running_loop().create_task(self._carry(lane_key, rest))
-                self._runners.add(runner)
+            if rest is not None:
+                self.adopt(lane_key, rest)
             return True
         if self._queued >= self._max_queued:
             return False
@@ -82,6 +79,19 @@ class KeyedDispatcher(Generic[T]):
             behind[lane_key] = None
             self._ready.append((lane_key, item))
         return True
+
+    def free(self, lane_key: Hashable) -> bool:
+        """Whether a record of the lane would start at once: the caller may start it itself
+        (and ``adopt`` what is left of it if it has to wait)."""
+        return lane_key not in self._behind and len(self._runners) < self._concurrency
+
+    def adopt(self, lane_key: Hashable, rest: Awaitable[None]) -> None:
+        """Carry on a record of a free lane that waits: a runner finishes it, and its lane's
+        later records wait behind it."""
+        self._behind[lane_key] = None
+        self._idle.clear()
+        runner = asyncio.get_running_loop().create_task(self._carry(lane_key, rest))
+        self._runners.add(runner)
 
     def _started(self, item: T) -> Awaitable[None] | None:
         try:

@@ -148,19 +148,32 @@ class Worker:
         if offsets is None:
             offsets = self.offsets[tp] = PartitionOffsets()
         offsets.track_all([record.offset for record in records])
-        # Read the whole batch first: one loop of the validator alone runs at twice the
-        # speed of reads interleaved with the rest of each record's processing.
+        # In phases, each a loop of one piece of code (a piece alone in a loop runs at about
+        # twice its speed interleaved with the others): read every record; then, a chunk at
+        # a time, process the records that can start now, then publish their outcomes.
         items = self.reader.read_all([record.value for record in records])
-        partition, submit_nowait = tp.partition, self.dispatcher.submit_nowait
-        for n, (record, item) in enumerate(zip(records, items, strict=True), 1):
-            lane = (partition, record.key if record.key is not None else record.offset)
-            work = (record, offsets, item)
-            if not submit_nowait(lane, work):  # no coroutine unless full
-                await self.dispatcher.submit(lane, work)
-            if n % YIELD_EVERY == 0:  # records mostly run right here: let the sender run
-                await asyncio.sleep(0)
-                if offsets.released:
-                    return  # revoked meanwhile: the partition's new owner has the rest
+        partition, dispatcher, process = tp.partition, self.dispatcher, self._process
+        free, submit_nowait = dispatcher.free, dispatcher.submit_nowait
+        for first in range(0, len(records), YIELD_EVERY):
+            last = first + YIELD_EVERY
+            done: list[tuple[Work, Outcome]] = []
+            for record, item in zip(records[first:last], items[first:last], strict=True):
+                lane = (partition, record.key if record.key is not None else record.offset)
+                work = (record, offsets, item)
+                if free(lane):
+                    outcome = process(work)
+                    if type(outcome) is Outcome:
+                        done.append((work, outcome))
+                    elif outcome is not None:  # it waits: a runner carries it on
+                        dispatcher.adopt(lane, outcome)  # type: ignore[arg-type]
+                elif not submit_nowait(lane, work):  # queued behind its lane, or full:
+                    await self._publish(offsets, done)
+                    done = []
+                    await dispatcher.submit(lane, work)
+            await self._publish(offsets, done)
+            await asyncio.sleep(0)  # let the sender and the runners run
+            if offsets.released:
+                return  # revoked meanwhile: the partition's new owner has the rest
 
     async def _maybe_commit(self) -> None:
         now = time.monotonic()
@@ -190,10 +203,10 @@ class Worker:
 
     # --- one record ---------------------------------------------------------------------------
 
-    def _start(self, work: Work) -> Coroutine[Any, Any, None] | None:
-        """Process a record as far as it goes without waiting: None when it is done (its
-        outcome handed to the sink, or dropped: its partition was released), else what is
-        left of it, to await."""
+    def _process(self, work: Work) -> Outcome | Coroutine[Any, Any, None] | None:
+        """Process a record as far as it goes without waiting: its outcome, to publish; or
+        what is left of it, to await (publishing what it ends in); or None, nothing to do
+        (its partition was released, or it could not be finished)."""
         record, offsets, item = work
         if offsets.released:  # (even if assigned again since): its new owner has it
             return None
@@ -209,23 +222,51 @@ class Worker:
                     raise cast(Exception, item)  # a bug in reading: not finished
                 return self._rest(work, rest)
             job = item.job_text
-            outcome: Outcome | Coroutine[Any, Any, Outcome]
             if self.cancellations is not None and self.cancellations.is_cancelled(job):
-                outcome = cancelled(job, item.item_index)
-            else:
-                outcome = process_item_now(
-                    self.handler, item, self.policy, self.deadlines, self.series
-                )
-                if type(outcome) is not Outcome:  # the handler waits, or is retried
-                    later: Coroutine[Any, Any, Outcome] = outcome  # type: ignore[assignment]
-                    return self._rest(work, self._emit_later(work, job, later))
-            ack = partial(offsets.ack, record.offset)
-            if self._emit_nowait(job, outcome, ack):
-                return None
-            return self._rest(work, self._emit(job, outcome, ack))
+                return cancelled(job, item.item_index)
+            outcome = process_item_now(self.handler, item, self.policy, self.deadlines, self.series)
+            if type(outcome) is not Outcome:  # the handler waits, or is retried
+                later: Coroutine[Any, Any, Outcome] = outcome  # type: ignore[assignment]
+                return self._rest(work, self._emit_later(work, job, later))
+            return outcome  # type: ignore[return-value]
         except Exception:
             self._could_not_finish(record)
             return None
+
+    def _start(self, work: Work) -> Coroutine[Any, Any, None] | None:
+        """The dispatcher's start of a queued record: ``_process``, then its outcome handed
+        to the sink; None when that is done, else what is left of it, to await."""
+        outcome = self._process(work)
+        if type(outcome) is not Outcome:
+            return outcome  # type: ignore[return-value]
+        record, offsets, item = work
+        job: str = item.job_text  # type: ignore[union-attr]  # (an outcome: an item)
+        ack = partial(offsets.ack, record.offset)
+        try:
+            if self._emit_nowait(job, outcome, ack):
+                return None
+        except Exception:
+            self._could_not_finish(record)
+            return None
+        return self._rest(work, self._emit(job, outcome, ack))
+
+    async def _publish(self, offsets: PartitionOffsets, done: list[tuple[Work, Outcome]]) -> None:
+        """Hand the outcomes of records processed in the fetch loop to the sink, in order,
+        waiting for room when need be (they count as running meanwhile)."""
+        if not done:
+            return
+        offsets.running += len(done)
+        try:
+            for (record, _, item), outcome in done:
+                job: str = item.job_text  # type: ignore[union-attr]  # (an outcome: an item)
+                ack = partial(offsets.ack, record.offset)
+                try:
+                    if not self._emit_nowait(job, outcome, ack):
+                        await self._emit(job, outcome, ack)
+                except Exception:
+                    self._could_not_finish(record)
+        finally:
+            offsets.running -= len(done)
 
     def _rest(self, work: Work, rest: Awaitable[None]) -> Coroutine[Any, Any, None]:
         """What is left of a record, counted as running from now until it is done."""

@@ -137,3 +137,35 @@ async def test_records_of_a_released_partition_still_queued_are_not_processed(
     await sink.flush()
     assert sorted(o["item_index"] for o in producer.outcomes()) == [0, 1]
     assert worker.consumer.committed == {ITEMS: 2}
+
+
+class OneBatchAtATime(StubProducer):
+    """Takes a partition's next batch only once the last is acknowledged (as aiokafka takes
+    one undrained batch per partition)."""
+
+    async def send_batch(
+        self, builder: BatchBuilder, topic: str, *, partition: int
+    ) -> asyncio.Future[None]:
+        await self.acknowledge.wait()
+        return await super().send_batch(builder, topic, partition=partition)
+
+
+async def test_the_fetch_loop_waits_for_room_in_the_sink_and_loses_nothing():
+    producer = OneBatchAtATime()
+    sink = BatchSender(producer, linger_s=0.001)  # type: ignore[arg-type]
+    settings = WorkerSettings()
+    await sink.start([settings.topics.outcomes, settings.topics.dlq])
+    producer.acknowledge.clear()  # the outcome batches fill up: the sink has no room left
+    worker = Worker(WorkerSettings(), NoopHandler(), StubConsumer(), sink)  # type: ignore[arg-type]
+    dispatching = asyncio.ensure_future(worker._dispatch(ITEMS, records(5000)))
+    await asyncio.sleep(0.2)
+    assert not dispatching.done()  # held back: more outcomes than the sink takes unacknowledged
+    assert worker.offsets[ITEMS].running > 0  # the records waiting to publish count as running
+    producer.acknowledge.set()
+    await asyncio.wait_for(dispatching, 10)
+    await worker.dispatcher.drained()
+    await sink.flush()
+    assert sorted(o["item_index"] for o in producer.outcomes()) == list(range(5000))
+    assert worker.offsets[ITEMS].to_commit() == 5000
+    assert worker.offsets[ITEMS].running == 0
+    await sink.close()
