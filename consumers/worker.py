@@ -3,8 +3,10 @@ commit what is acknowledged.
 
 - Records with the same key (in one partition) are processed in offset order; different
   keys run concurrently, up to ``worker_concurrency`` at once. A record is processed in
-  the fetch loop as far as it goes without waiting; what has to wait (a handler on I/O, a
-  retry's backoff, a full outcome batch) goes on in a runner task (``consumers.lanes``).
+  the fetch loop as far as it goes without waiting, in phases over a fetched batch (read
+  every record; then a chunk at a time, process, then publish the outcomes, the fetch loop
+  waiting for room in the sink); what has to wait (a handler on I/O, a retry's backoff)
+  goes on in a runner task (``consumers.lanes``).
 - Every record ends in exactly one outcome event or a dead letter (and, when a dead letter
   still names its item, a ``malformed_event`` failure for it), published in batches.
 - A partition's offset is committed only up to the first record whose outcome Kafka has not
