@@ -169,3 +169,25 @@ async def test_the_fetch_loop_waits_for_room_in_the_sink_and_loses_nothing():
     assert worker.offsets[ITEMS].to_commit() == 5000
     assert worker.offsets[ITEMS].running == 0
     await sink.close()
+
+
+async def test_a_record_that_breaks_the_reader_is_not_acknowledged_and_the_rest_go_on(
+    sink_and_producer, monkeypatch, caplog
+):
+    sink, producer = sink_and_producer
+    worker = Worker(WorkerSettings(), NoopHandler(), StubConsumer(), sink)  # type: ignore[arg-type]
+    batch = records(10)
+    real_read = worker.reader.read
+
+    def read(value):  # type: ignore[no-untyped-def]
+        if value == batch[4].value:
+            raise RuntimeError("a bug in reading")
+        return real_read(value)
+
+    monkeypatch.setattr(worker.reader, "read", read)
+    await worker._dispatch(ITEMS, batch)
+    await worker.dispatcher.drained()
+    await sink.flush()
+    assert sorted(o["item_index"] for o in producer.outcomes()) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert worker.offsets[ITEMS].to_commit() == 4  # held at the unfinished record
+    assert "could not finish" in caplog.text
