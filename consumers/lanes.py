@@ -58,8 +58,7 @@ class KeyedDispatcher(Generic[T]):
     def submit_nowait(self, lane_key: Hashable, item: T) -> bool:
         """``submit`` without a coroutine (the fetch loop's per-record path): False, doing
         nothing, when it would have to wait."""
-        behind = self._behind
-        if lane_key not in behind and len(self._runners) < self._concurrency:
+        if self.free(lane_key):
             rest = self._started(item)
             if rest is not None:
                 self.adopt(lane_key, rest)
@@ -69,6 +68,7 @@ class KeyedDispatcher(Generic[T]):
         if not self._queued:  # (while records are queued, the dispatcher is not idle)
             self._idle.clear()
         self._queued += 1
+        behind = self._behind
         if lane_key in behind:
             waiting = behind[lane_key]
             if waiting is None:

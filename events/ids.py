@@ -34,7 +34,7 @@ class ItemUuid5:
         self._namespace = uuid_utils.UUID(bytes=namespace.bytes)
 
     def text(self, job_id: str, item_part: str) -> str:
-        return str(_uuid5(self._namespace, f"{job_id}/{item_part}"))
+        return self.ascii_text(job_id, item_part).decode()
 
     def ascii_text(self, job_id: str, item_part: str) -> bytes:
         """``text`` as ASCII bytes (what a hot path writes into an event)."""
@@ -42,8 +42,8 @@ class ItemUuid5:
 
     def ascii_texts(self, job_id: str, item_parts: Iterable[str]) -> list[bytes]:
         """``text`` of many items of one job, as ASCII bytes."""
-        namespace = self._namespace
-        return [str(_uuid5(namespace, f"{job_id}/{part}")).encode() for part in item_parts]
+        text = self.ascii_text
+        return [text(job_id, part) for part in item_parts]
 
 
 _uuid5 = uuid_utils.uuid5
