@@ -5,7 +5,8 @@ a corrected upstream publisher) — where they are decoded and validated again."
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.dead_letters import (
+from streaming.clients import make_consumer, make_producer, topic_partitions
+from streaming.dead_letters import (
     HEADER_KEY,
     HEADER_MESSAGE,
     HEADER_OFFSET,
@@ -13,7 +14,6 @@ from consumers.dead_letters import (
     HEADER_REASON,
     HEADER_TOPIC,
 )
-from streaming.clients import make_consumer, make_producer, topic_partitions
 from streaming.settings import KafkaSettings
 
 HEADER_REDRIVEN_FROM = "dlq.redriven.from"

@@ -1,10 +1,11 @@
 """Reading a record of a job type's items topic: the item, or exactly why not.
 
-The hot path validates the event and the handler's input in one pass of pydantic's JSON
-validator, into a typed dict (``events.typed_read``: no model object for the envelope, the
-ids as canonical text). What it refuses is decoded again by ``events.codec.decode``, which
-upcasts old versions or says exactly what is wrong; the two agree on every event
-(``tests/unit/test_item_reader.py``).
+The hot path validates the event in one pass of pydantic's JSON validator, into a typed
+dict (``events.typed_read``: no model object for the envelope, the ids as canonical text),
+its input as the JSON object it is, held to the contract's limits (``events.limits``), and
+then the input as the handler's input model. What it refuses is decoded again by
+``events.codec.decode``, which upcasts old versions or says exactly what is wrong; the two
+agree on every event (``tests/unit/test_item_reader.py``).
 """
 
 from typing import Any, Literal
@@ -15,7 +16,7 @@ from consumers.handlers.base import Handler
 from consumers.processing import SubmittedItem
 from events.codec import MAX_EVENT_BYTES, decode
 from events.models import ItemSubmitted
-from events.typed_read import job_uuid, json_reader, typed_dict_of
+from events.typed_read import NeedsFullCheck, job_uuid, json_reader, typed_dict_of
 
 # A NamedTuple's tuple made without its Python-level ``__new__`` (once per record).
 _new_tuple = tuple.__new__
@@ -28,12 +29,9 @@ class UnexpectedEvent(Exception):
 
 def wire_item(handler: Handler) -> Any:  # type: ignore[type-arg]
     """``ItemSubmitted`` as a typed dict (``events.typed_read``) whose job type is the
-    handler's and whose input is the handler's input model."""
+    handler's."""
     return typed_dict_of(
-        ItemSubmitted,
-        f"ItemSubmitted_{handler.job_type}",
-        job_type=Literal[handler.job_type],
-        input=handler.input_model,
+        ItemSubmitted, f"ItemSubmitted_{handler.job_type}", job_type=Literal[handler.job_type]
     )
 
 
@@ -42,6 +40,7 @@ class ItemReader:
         self.job_type = handler.job_type
         self.max_bytes = max_bytes
         self._validate_json = json_reader(wire_item(handler))
+        self._validate_input = handler.input_model.__pydantic_validator__.validate_python
 
     def read(self, value: bytes | None) -> SubmittedItem:
         """The item a record submits. Raises ``EventDecodeError`` for what is not a valid
@@ -51,12 +50,16 @@ class ItemReader:
         if value is not None and len(value) <= self.max_bytes:
             try:
                 event = self._validate_json(value)
-            except ValidationError:
+            except (ValidationError, NeedsFullCheck):
                 pass
             else:
-                job = event["job_id"]
-                item = (job_uuid(job), job, event["item_index"], event["input"])
-                return _new_tuple(SubmittedItem, item)  # type: ignore[no-any-return]
+                job, raw = event["job_id"], event["input"]
+                try:
+                    item = self._validate_input(raw)
+                except ValidationError:
+                    item = raw  # ``process_item`` fails it with the validation's message
+                read = (job_uuid(job), job, event["item_index"], item)
+                return _new_tuple(SubmittedItem, read)  # type: ignore[no-any-return]
         decoded = decode(value, max_bytes=self.max_bytes)  # raises EventDecodeError
         if not isinstance(decoded, ItemSubmitted) or decoded.job_type != self.job_type:
             raise UnexpectedEvent(

@@ -29,6 +29,7 @@ from consumers.handlers.base import (
 )
 from events import outcome_wire
 from events.ids import job_id_text
+from events.limits import UnsafeValue, safe_text, texts_are_clean, value_problem
 from events.models import ItemSubmitted
 from streaming.metrics import JobTypeSeries, series_of
 
@@ -87,7 +88,7 @@ def failed(
             attempts=attempts,
             duration_ms=duration_ms,
             error_code=error_code(code),
-            error_message=str(message)[:MAX_MESSAGE],
+            error_message=safe_text(str(message)[:MAX_MESSAGE]),
         ),
     )
 
@@ -98,13 +99,23 @@ def cancelled(job_id: str, item_index: int) -> Outcome:
 
 def _output(handler: Handler, output: Any) -> dict[str, Any] | bytes:  # type: ignore[type-arg]
     """The handler's output for the outcome: a ``JsonOutput`` as it is, anything else as its
-    output model writes it (validated first unless it is one)."""
+    output model writes it (validated first unless it is one); either held to the
+    contract's limits (``events.limits``: ``UnsafeValue`` if not)."""
     if type(output) is JsonOutput:
+        _within_limits(output, texts=True)
         return output
     model = handler.output_model
     if not isinstance(output, model):
         output = model.model_validate(output)
-    return output.__pydantic_serializer__.to_json(output)  # type: ignore[no-any-return]
+    written: bytes = output.__pydantic_serializer__.to_json(output)
+    _within_limits(output, texts=not texts_are_clean(written))
+    return written
+
+
+def _within_limits(output: Any, *, texts: bool) -> None:
+    found = value_problem(output, texts=texts)
+    if found is not None:
+        raise UnsafeValue(f"output.{found.path}" if found.path else "output", found.problem)
 
 
 class SubmittedItem(NamedTuple):
@@ -332,5 +343,7 @@ def _transient(exc: Exception, timeout_s: float) -> tuple[str, str]:
         return "timeout", f"the handler did not finish within {timeout_s:g}s"
     if isinstance(exc, ValidationError):
         return "invalid_output", validation_message(exc)
+    if isinstance(exc, UnsafeValue):
+        return "invalid_output", str(exc)
     log.exception("handler raised an unexpected exception", exc_info=exc)
     return "handler_error", f"{type(exc).__name__}: {exc}"

@@ -30,7 +30,6 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from consumers.cancellations import CancellationWatcher
-from consumers.dead_letters import dead_letter, item_address
 from consumers.deadlines import Deadlines
 from consumers.handlers.base import Handler
 from consumers.item_reader import ItemReader, UnexpectedEvent
@@ -48,6 +47,7 @@ from consumers.settings import WorkerSettings
 from events.codec import EventDecodeError
 from events.ids import job_id_text
 from streaming.batch_sender import BatchSender
+from streaming.dead_letters import dead_letter, item_address
 from streaming.metrics import DEAD_LETTERED, series_of
 
 log = logging.getLogger(__name__)

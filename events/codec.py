@@ -1,8 +1,12 @@
 """The one codec: ``encode(event) -> bytes`` and ``decode(bytes) -> event``.
 
 JSON on the wire (orjson). Old schema versions are upcast before validation; an unknown
-version, undecodable bytes, a schema violation or an oversized event raise
-``EventDecodeError`` with a short machine-readable ``reason``.
+version, undecodable bytes, a schema violation (a value past ``events.limits`` included) or
+an oversized event raise ``EventDecodeError`` with a short machine-readable ``reason``.
+
+The text is parsed as the hot paths' pydantic readers parse it (jiter), integers exactly,
+except that NaN and Infinity are not JSON here: the fast readers and this decoder then give
+the same verdict on every event.
 """
 
 from collections.abc import Callable
@@ -10,6 +14,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from events.models import EVENT_CLASSES, AnyEvent, Event
 
@@ -44,8 +49,8 @@ def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> AnyEvent:
             "oversized", f"{len(data)} bytes exceeds the limit of {max_bytes}", _address_only(data)
         )
     try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
+        payload = from_json(data, allow_inf_nan=False)
+    except ValueError as exc:
         raise EventDecodeError("invalid_json", str(exc)) from None
     if not isinstance(payload, dict):
         raise EventDecodeError("not_an_object", "an event must be a JSON object")

@@ -9,11 +9,42 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from events import ids
+from events.limits import MAX_INT, MAX_JSON_DEPTH, MIN_INT, TEXT_PATTERN, check_object
 
-JsonObject = dict[str, Any]
+# A JSON object within the limits of ``events.limits`` (its strings, numbers and depth); its
+# JSON Schema says what JSON Schema can say of it (its first level's values).
+JsonObject = Annotated[
+    dict[str, Any],
+    AfterValidator(check_object),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": (
+                "No NUL or other control character but tab, newline and return in any "
+                "string or key, integers within 64 bits, finite numbers, at most "
+                f"{MAX_JSON_DEPTH} levels of nesting (here and in every nested value)"
+            ),
+            "propertyNames": {"pattern": TEXT_PATTERN},
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "pattern": TEXT_PATTERN},
+                    {"type": "integer", "minimum": MIN_INT, "maximum": MAX_INT},
+                    {"type": "number", "not": {"type": "integer"}},
+                    {"type": "boolean"},
+                    {"type": "null"},
+                    {"type": "array"},
+                    {"type": "object"},
+                ]
+            },
+        }
+    ),
+]
+# A string within the limits (no NUL nor other control character but tab, newline, return).
+SafeText = Annotated[str, Field(pattern=TEXT_PATTERN)]
+UserId = Annotated[SafeText, Field(min_length=1, max_length=128)]
 # What the projected tables can hold: their counters and indexes are 32-bit integers, so a
 # job has at most MAX_ITEMS items, and an outcome reports at most MAX_DURATION_MS (a week).
 # An event past these bounds is a schema violation, dead-lettered, never a projector stuck
@@ -47,7 +78,7 @@ class JobSubmitted(Event):
     event_type: Literal["JobSubmitted"] = "JobSubmitted"
     schema_version: Literal[1] = 1
     job_type: JobType
-    user_id: Annotated[str, Field(min_length=1, max_length=128)]
+    user_id: UserId
     total_items: Count
     metadata: JsonObject = Field(default_factory=dict)
     retry_of: UUID | None = None
@@ -62,7 +93,7 @@ class JobSubmitted(Event):
 class JobCancelRequested(Event):
     event_type: Literal["JobCancelRequested"] = "JobCancelRequested"
     schema_version: Literal[1] = 1
-    user_id: Annotated[str, Field(min_length=1, max_length=128)]
+    user_id: UserId
 
     @classmethod
     def new(cls, *, job_id: UUID, user_id: str) -> "JobCancelRequested":
@@ -118,7 +149,7 @@ class ItemFailed(_Outcome):
     event_type: Literal["ItemFailed"] = "ItemFailed"
     schema_version: Literal[1] = 1
     error_code: ErrorCode
-    error_message: Annotated[str, Field(max_length=4096)]
+    error_message: Annotated[SafeText, Field(max_length=4096)]
 
 
 class ItemCancelled(_Outcome):

@@ -24,7 +24,8 @@ from projections.settings import ProjectorSettings
 from projections.writer import ProjectionSwitched, ProjectionWriter
 from storage.engine import make_engine
 from streaming import collector, metrics
-from streaming.clients import make_consumer
+from streaming.clients import make_consumer, make_producer
+from streaming.dead_letters import DeadLetterPublisher
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,16 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
         consumer = folding_consumer(
             settings, group_id=settings.group_id(), metadata_max_age_ms=10_000
         )
-        projector = Projector(settings, consumer, writer)
+        producer = make_producer(settings)
+        await producer.start()
+        dead_letters = DeadLetterPublisher(producer, settings.topics.dlq)
+        projector = Projector(settings, consumer, writer, dead_letters)
         projector.subscribe()
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await producer.stop()
+            raise
         collector.settle_after_start_up()
         favour_the_writer()
         log.info(
@@ -123,6 +131,7 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
         finally:
             lag.cancel()
             await consumer.stop()
+            await producer.stop()
             log.info("projector session ended after %d events", projector.counts["events"])
     finally:
         with contextlib.suppress(Exception):  # a dead connection cannot be closed cleanly

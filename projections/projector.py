@@ -2,30 +2,50 @@
 
 Positions live in PostgreSQL. On assignment the consumer seeks to the stored positions (or
 the beginning of a partition never folded); Kafka-side commits are informational only.
-Events that cannot be decoded are logged, counted and passed over: they stay in the topic,
-and the worker that consumes the same items dead-letters them.
+
+No record stops the fold:
+
+- An event that cannot be decoded or breaks the contract is logged, counted and passed over.
+  From the jobs and outcomes topics it is dead-lettered here (an items topic's are the
+  workers'), and an outcome that still names its item fails the item (``malformed_event``)
+  so that its job can finish: what the worker does with a bad item.
+- A batch that PostgreSQL refuses as data (``storage.errors.refused_as_data``) is written
+  again in halves, in event-time order, until the records it refuses are alone. Each is
+  dead-lettered (``unprojectable``) and its item, when it names one, fails with that code;
+  the rest is written as usual, in the same run.
 """
 
 import asyncio
+import heapq
 import logging
 import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, get_args
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, TypeAlias, get_args
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from events.codec import EventDecodeError, decode
+from events.limits import safe_text
 from events.models import ItemOutcome, ItemSubmitted
-from events.typed_read import job_uuid, json_reader, typed_dict_of
+from events.typed_read import NeedsFullCheck, job_uuid, json_reader, typed_dict_of
 from projections.event_time import EventTimeBatches
 from projections.fold import OUTCOME_STATUS, Changes
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionWriter, StagedChanges
-from streaming.metrics import PROJECTOR_BATCH, PROJECTOR_EVENTS, PROJECTOR_WRITE_SECONDS
+from storage.errors import refused_as_data
+from streaming.dead_letters import DeadLetter, dead_letter, item_address
+from streaming.metrics import (
+    PROJECTOR_BATCH,
+    PROJECTOR_EVENTS,
+    PROJECTOR_QUARANTINED,
+    PROJECTOR_WRITE_SECONDS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +74,37 @@ def _fold_outcome(changes: Changes, value: bytes) -> None:
         e.get("error_code"),
         e.get("error_message"),
     )
+
+
+Record: TypeAlias = ConsumerRecord[Any, Any]
+Batch: TypeAlias = dict[TopicPartition, list[Record]]
+DeadLetters: TypeAlias = Callable[[list[DeadLetter]], Awaitable[None]]
+"""Publishes dead letters and returns once Kafka has acknowledged them."""
+
+UNPROJECTABLE = "unprojectable"
+
+
+def _record_time(record: Record) -> datetime:
+    """The time a quarantined record stands for: its Kafka timestamp (the same on a replay)."""
+    return datetime.fromtimestamp(max(0, record.timestamp) / 1000, UTC)
+
+
+def _in_event_time(batch: Batch) -> list[tuple[TopicPartition, Record]]:
+    """The batch's records by timestamp across partitions, each partition's in offset order
+    (an item's submission before its outcome)."""
+    return list(
+        heapq.merge(
+            *([(tp, r) for r in records] for tp, records in batch.items()),
+            key=lambda pair: pair[1].timestamp,
+        )
+    )
+
+
+def _grouped(pairs: list[tuple[TopicPartition, Record]]) -> Batch:
+    batch: Batch = {}
+    for tp, record in pairs:
+        batch.setdefault(tp, []).append(record)
+    return batch
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -121,13 +172,29 @@ async def write_behind(
     return task
 
 
+class Folded(NamedTuple):
+    """A batch as ``Projector.prepare`` leaves it for ``Projector.write``."""
+
+    batch: Batch
+    changes: Changes
+    letters: list[DeadLetter]
+    staged: StagedChanges | Exception  # the encoder's refusal, if it refused a value
+
+
 class Projector:
     def __init__(
-        self, settings: ProjectorSettings, consumer: AIOKafkaConsumer, writer: ProjectionWriter
+        self,
+        settings: ProjectorSettings,
+        consumer: AIOKafkaConsumer,
+        writer: ProjectionWriter,
+        dead_letters: DeadLetters | None = None,
     ):
+        """``dead_letters``: where refused records go (the live projector's; a replay
+        passes None: the live projector dead-lettered them already)."""
         self.settings = settings
         self.consumer = consumer
         self.writer = writer
+        self.dead_letters = dead_letters
         self.batches = EventTimeBatches(consumer, settings.projector_max_batch)
         self.counts: Counter[str] = Counter()
         self._storing: asyncio.Future[None] | None = None  # the batch PostgreSQL is writing
@@ -160,14 +227,17 @@ class Projector:
                 batch = await self.batches.next_batch(timeout_ms=200)
                 if not batch:
                     continue
-                changes = self.fold(batch)
-                staged = self.writer.stage(changes)
-                writing = await write_behind(writing, self._write(staged, changes))
+                folded = self.prepare(batch)
+                writing = await write_behind(writing, self.write(folded))
         finally:
             if writing is not None:
                 await writing
 
-    def fold(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> Changes:
+    def fold(self, batch: Batch) -> Changes:
+        """The batch's changes (``prepare`` also keeps its dead letters)."""
+        return self._fold(batch, [])
+
+    def _fold(self, batch: Batch, letters: list[DeadLetter]) -> Changes:
         changes = Changes()
         max_bytes = self.settings.projector_max_event_bytes
         for tp, records in batch.items():
@@ -178,31 +248,92 @@ class Projector:
                     try:
                         read_fast(changes, value)
                         continue
-                    except ValidationError:
+                    except (ValidationError, NeedsFullCheck):
                         pass  # the long way: it says what is wrong, or upcasts
                 try:
                     event = decode(value, max_bytes=max_bytes)
                 except EventDecodeError as exc:
-                    self.counts["undecodable"] += 1
-                    log.warning(
-                        "skipping undecodable event %s[%d]@%d: %s",
-                        tp.topic,
-                        tp.partition,
-                        record.offset,
-                        exc,
-                    )
+                    self._refused(changes, letters, tp, record, exc)
                 else:
                     changes.apply(event)
             if records:  # a partition's records come in offset order
                 changes.advance(tp.topic, tp.partition, records[-1].offset)
         return changes
 
-    async def _write(self, staged: StagedChanges, changes: Changes) -> None:
+    def _refused(
+        self,
+        changes: Changes,
+        letters: list[DeadLetter],
+        tp: TopicPartition,
+        record: Record,
+        exc: EventDecodeError,
+    ) -> None:
+        """An event that breaks the contract: an items topic's are the workers' to
+        dead-letter (with its item); the others' are dead-lettered here, and an outcome
+        that names its item fails the item, as the worker fails a bad item."""
+        self.counts["undecodable"] += 1
+        log.warning(
+            "passing over undecodable event %s[%d]@%d: %s",
+            tp.topic,
+            tp.partition,
+            record.offset,
+            exc,
+        )
+        if self.settings.topics.job_type_of_items_topic(tp.topic) is not None:
+            return
+        PROJECTOR_QUARANTINED.labels(exc.reason).inc()
+        letters.append(dead_letter(record, exc.reason, exc.message))
+        address = item_address(exc.payload) if tp.topic == self.settings.topics.outcomes else None
+        if address is not None:
+            changes.outcome(
+                address[0],
+                address[1],
+                "failed",
+                0,
+                0.0,
+                _record_time(record),
+                error_code="malformed_event",
+                error_message=safe_text(f"{exc.reason}: {exc.message}"[:4096]),
+            )
+
+    def prepare(self, batch: Batch) -> Folded:
+        """Fold a batch and stage it for the writer: the Python part of a batch, done on
+        the loop's thread while PostgreSQL writes the one before."""
+        letters: list[DeadLetter] = []
+        changes = self._fold(batch, letters)
+        try:
+            staged: StagedChanges | Exception = self.writer.stage(changes)
+        except Exception as exc:  # the encoder refused a value
+            if not refused_as_data(exc):
+                raise
+            staged = exc
+        return Folded(batch, changes, letters, staged)
+
+    async def write(self, folded: Folded) -> None:
+        """Write a prepared batch with its positions (in a thread), once its dead letters
+        are acknowledged. Records PostgreSQL refuses as data are quarantined (see the
+        module)."""
+        storing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._storing = storing
+        try:
+            await self._dead_letter(folded.letters)
+            staged = folded.staged
+            if isinstance(staged, StagedChanges):
+                try:
+                    await self._store(staged, folded.changes)
+                    return
+                except Exception as exc:
+                    if not refused_as_data(exc):
+                        raise
+                    staged = exc
+            log.warning("PostgreSQL refused a batch as data (%r): isolating", staged)
+            await self._isolate(_in_event_time(folded.batch), staged)
+        finally:
+            storing.set_result(None)
+
+    async def _store(self, staged: StagedChanges, changes: Changes) -> None:
         started = time.perf_counter()
-        # Handed to the thread now (a task wrapping ``to_thread`` would only start later).
-        loop = asyncio.get_running_loop()
-        self._storing = loop.run_in_executor(None, self.writer.write, staged)
-        await self._storing
+        await asyncio.get_running_loop().run_in_executor(None, self.writer.write, staged)
         PROJECTOR_WRITE_SECONDS.observe(time.perf_counter() - started)
         PROJECTOR_BATCH.observe(changes.events)
         PROJECTOR_EVENTS.inc(changes.events)
@@ -213,6 +344,77 @@ class Projector:
             )
         except Exception as exc:
             log.debug("informational offset commit failed: %s", exc)
+
+    async def _isolate(self, pairs: list[tuple[TopicPartition, Record]], error: Exception) -> None:
+        """Write records (in event-time order) that PostgreSQL refused together, with
+        ``error``: in halves, in order, down to the single records it refuses, which are
+        quarantined."""
+        if len(pairs) == 1:
+            await self._quarantine(*pairs[0], error)
+            return
+        half = len(pairs) // 2
+        for part in (pairs[:half], pairs[half:]):
+            changes = self._fold(_grouped(part), [])  # (letters went with the batch)
+            try:
+                await self._store(self.writer.stage(changes), changes)
+            except Exception as exc:
+                if not refused_as_data(exc):
+                    raise
+                await self._isolate(part, exc)
+
+    async def _quarantine(self, tp: TopicPartition, record: Record, error: Exception) -> None:
+        """A record PostgreSQL refuses: dead-lettered, and its item, if it names one,
+        failed (so that its job can finish); its position is stored past it."""
+        message = safe_text(f"{type(error).__name__}: {error}".strip())
+        self.counts[UNPROJECTABLE] += 1
+        PROJECTOR_QUARANTINED.labels(UNPROJECTABLE).inc()
+        log.error(
+            "quarantined %s[%d]@%d, which PostgreSQL refuses: %s",
+            tp.topic,
+            tp.partition,
+            record.offset,
+            message,
+        )
+        await self._dead_letter([dead_letter(record, UNPROJECTABLE, message)])
+        changes = Changes()
+        address = self._address_of(record)
+        if address is not None:
+            changes.outcome(
+                address[0],
+                address[1],
+                "failed",
+                0,
+                0.0,
+                _record_time(record),
+                error_code=UNPROJECTABLE,
+                error_message=safe_text(
+                    f"{tp.topic}[{tp.partition}]@{record.offset} could not be stored: {message}"
+                )[:4096],
+            )
+        changes.advance(tp.topic, tp.partition, record.offset)
+        try:
+            await self._store(self.writer.stage(changes), changes)
+        except Exception as exc:
+            if not refused_as_data(exc):
+                raise
+            changes.items.clear()  # even its failure is refused: only move past it
+            await self._store(self.writer.stage(changes), changes)
+
+    def _address_of(self, record: Record) -> tuple[Any, int] | None:
+        """The (job id, item index) an items or outcomes record names, if it does."""
+        topics = self.settings.topics
+        if topics.job_type_of_items_topic(record.topic) is None and record.topic != (
+            topics.outcomes
+        ):
+            return None
+        try:
+            return item_address(orjson.loads(record.value or b"null"))
+        except orjson.JSONDecodeError:
+            return None
+
+    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        if self.dead_letters is not None and letters:
+            await self.dead_letters(letters)
 
     def _read_fast(self, topic: str) -> Callable[[Changes, bytes], None] | None:
         """The one-pass reader of what a topic carries in bulk (items, outcomes)."""

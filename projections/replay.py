@@ -119,12 +119,8 @@ async def _fold_until(
     try:
         while remaining:
             batch = await batches.next_batch(timeout_ms=500, partitions=remaining)
-            changes = projector.fold(batch)
-            if changes:
-                staged = projector.writer.stage(changes)
-                writing = await write_behind(
-                    writing, asyncio.to_thread(projector.writer.write, staged)
-                )
+            if batch:
+                writing = await write_behind(writing, projector.write(projector.prepare(batch)))
             folded = 0
             for tp, end in targets.items():
                 position = await batches.position(tp)

@@ -19,13 +19,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from consumers.handlers.base import PermanentError
+from storage.errors import refused_as_data
+
 log = logging.getLogger(__name__)
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 
 # A batch function answers each request with its result, or with the exception that fails
-# only that request; an exception it raises fails the whole batch.
+# only that request; an exception it raises fails the whole batch, except a refusal of a
+# value as data (``storage.errors.refused_as_data``): then the batch is split until the
+# requests it belongs to are found, and only they fail, with ``PermanentError``
+# ("invalid_input").
 BatchFunction = Callable[[list[Req]], Sequence[Res | BaseException]]
 
 
@@ -156,6 +162,9 @@ class MicroBatcher(Generic[Req, Res]):
         self._wake.set()  # room for the next batch
 
     async def _run(self, live: list[tuple[Req, "asyncio.Future[Res]"]]) -> None:
+        """Run a batch and answer its requests. A batch refused as data is run again in
+        halves, in order, until the requests it belongs to are alone: they fail at once,
+        the others get their answers."""
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(
@@ -167,11 +176,28 @@ class MicroBatcher(Generic[Req, Res]):
                     future.set_exception(BatcherStopped(f"{self._name} stopped"))
             raise
         except Exception as exc:
-            log.warning("%s: a batch of %d failed: %r", self._name, len(live), exc)
+            if refused_as_data(exc) and len(live) > 1:
+                half = len(live) // 2
+                await self._run(live[:half])
+                await self._run(live[half:])
+                return
+            failure: Exception = exc
+            if refused_as_data(exc):
+                log.warning("%s: a request was refused as data: %r", self._name, exc)
+                message = f"refused by the database: {type(exc).__name__}: {exc}".strip()
+                failure = PermanentError("invalid_input", message)
+            else:
+                log.warning("%s: a batch of %d failed: %r", self._name, len(live), exc)
             for _, future in live:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(failure)
             return
+        self._answer(live, results)
+
+    @staticmethod
+    def _answer(
+        live: list[tuple[Req, "asyncio.Future[Res]"]], results: Sequence[Res | BaseException]
+    ) -> None:
         for (_, future), result in zip(live, results, strict=True):
             if future.done():
                 continue  # its item gave up (timeout, shutdown)

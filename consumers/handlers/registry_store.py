@@ -154,6 +154,9 @@ class RegistryStore:
         except psycopg2.Error:
             self.close()  # rolled back with it; the next batch starts on a new connection
             raise
+        except Exception:  # psycopg2 refused a value before sending it (a ValueError)
+            self._conn.rollback()
+            raise
 
     def enroll(self, requests: list[Enrollment]) -> list[DeviceRow]:
         """Insert what is new; answer each request with the device's row after the insert."""

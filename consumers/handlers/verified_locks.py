@@ -18,6 +18,11 @@ class RegistryUnavailable(Exception):
     """The registry's database failed this batch (the message says how)."""
 
 
+class RegistryRefusedData(ValueError):
+    """The registry's database refused a value of this batch as data (``batching`` then
+    finds the item it belongs to)."""
+
+
 # One store (connection) per database in each verifying process, kept across batches.
 _stores: dict[str, RegistryStore] = {}
 
@@ -35,6 +40,8 @@ def verify_then_lock_all(
         store = _stores[database_url] = RegistryStore(database_url)
     try:
         rows = iter(store.lock(to_lock))
+    except (psycopg2.DataError, psycopg2.IntegrityError) as exc:  # (see below)
+        raise RegistryRefusedData(f"{type(exc).__name__}: {exc}".strip()) from None
     except psycopg2.Error as exc:  # its own class: psycopg2's errors do not always pickle
         raise RegistryUnavailable(f"{type(exc).__name__}: {exc}".strip()) from None
     return [next(rows) if ok else None for ok in verified]

@@ -9,10 +9,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
-from consumers.dead_letters import HEADER_OFFSET, HEADER_REASON, HEADER_TOPIC
 from events.codec import encode
 from events.models import ItemSubmitted, ItemSucceeded, JobSubmitted
 from streaming.clients import connection_options
+from streaming.dead_letters import HEADER_OFFSET, HEADER_REASON, HEADER_TOPIC
 from tests.integration.conftest import publish, wait_for
 
 

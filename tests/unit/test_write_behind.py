@@ -9,7 +9,7 @@ import pytest
 from aiokafka.structs import TopicPartition
 
 from projections.fold import Changes
-from projections.projector import Projector, SeekToStoredPositions, write_behind
+from projections.projector import Folded, Projector, SeekToStoredPositions, write_behind
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionSwitched, StagedChanges
 
@@ -69,7 +69,7 @@ async def test_an_assignment_reads_positions_only_after_the_batch_being_written(
     projector = Projector(ProjectorSettings(), consumer, writer)  # type: ignore[arg-type]
     listener = SeekToStoredPositions(consumer, writer, projector.stored)  # type: ignore[arg-type]
     staged = StagedChanges(job_rows="", item_rows="", job_ids=[], positions=[])
-    writing = asyncio.create_task(projector._write(staged, Changes()))
+    writing = asyncio.create_task(projector.write(Folded({}, Changes(), [], staged)))
     while not writer.writing:
         await asyncio.sleep(0.001)
 
@@ -86,7 +86,7 @@ async def test_the_projectors_write_is_on_its_thread_when_write_behind_returns()
     writer = BlockingWriter()
     projector = Projector(ProjectorSettings(), Consumer(), writer)  # type: ignore[arg-type]
     staged = StagedChanges(job_rows="", item_rows="", job_ids=[], positions=[])
-    writing = await write_behind(None, projector._write(staged, Changes()))
+    writing = await write_behind(None, projector.write(Folded({}, Changes(), [], staged)))
     # without giving the event loop a turn, as a fold would not
     assert writer.started.wait(2)
     writer.may_finish.set()
