@@ -298,10 +298,13 @@ def keys_create(
     user: Annotated[str, typer.Option("--user", help="the user the key acts as")],
 ) -> None:
     """Create an API key; it is printed once and only its hash is stored."""
-    from ingest_api.api_keys import create_key
+    from ingest_api.api_keys import InvalidUserId, create_key
 
     with _sessions()() as session:
-        key = create_key(session, user_id=user)
+        try:
+            key = create_key(session, user_id=user)
+        except InvalidUserId as exc:
+            raise _fail(str(exc)) from None
     err.print(f"key {key.key_id} for user {user!r} (shown once):")
     console.print(key.secret)
 
@@ -420,20 +423,31 @@ def dlq_redrive(
     reason: Annotated[str | None, typer.Option(help="with --all: only this reason")] = None,
 ) -> None:
     """Publish letters again to the topics they came from, unchanged (after fixing their
-    cause); they are decoded and validated again there."""
-    from batchctl.dlq import LetterNotFound, find, redrive
+    cause); they are decoded and validated again there. A letter goes back only to the
+    topic where its event type belongs under this deployment's prefix."""
+    from batchctl.dlq import CannotRedrive, LetterNotFound, find, redrive, target_topic
     from streaming.settings import KafkaSettings
 
+    settings = KafkaSettings()
     letters = _letters()
     try:
         if all_letters:
-            chosen = [x for x in letters if reason is None or x.reason == reason]
+            chosen = []
+            for letter in letters:
+                if reason is not None and letter.reason != reason:
+                    continue
+                try:
+                    target_topic(settings, letter)
+                except CannotRedrive as exc:
+                    console.print(f"skipped: {exc}")
+                    continue
+                chosen.append(letter)
         elif letter_ids:
             chosen = [find(letters, letter_id) for letter_id in letter_ids]
         else:
             raise _fail("name letters (partition:offset), or --all")
-        done = asyncio.run(redrive(KafkaSettings(), chosen))
-    except LetterNotFound as exc:
+        done = asyncio.run(redrive(settings, chosen))
+    except (LetterNotFound, CannotRedrive) as exc:
         raise _fail(str(exc)) from None
     for letter, topic in done:
         console.print(f"redrove {letter.id} ({letter.reason}) to {topic}")

@@ -1,10 +1,18 @@
 """The dead-letter topic for operators: list what is there and why, show one letter, and
 redrive letters to the topic they came from (once their cause is fixed: a deployed upcaster,
-a corrected upstream publisher) — where they are decoded and validated again."""
+a corrected upstream publisher) — where they are decoded and validated again.
 
+A letter's headers are data like any other (an upstream publisher's record can carry what
+it likes), so a redrive goes only to the topic where the letter's event type belongs under
+this deployment's prefix, and only when that is the topic it came from."""
+
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from events.limits import safe_text
 from streaming.clients import make_consumer, make_producer, topic_partitions
 from streaming.dead_letters import (
     HEADER_KEY,
@@ -23,6 +31,10 @@ class LetterNotFound(Exception):
     pass
 
 
+class CannotRedrive(Exception):
+    """The letter does not say which of this deployment's topics it belongs on."""
+
+
 @dataclass(frozen=True)
 class Letter:
     partition: int
@@ -37,7 +49,8 @@ class Letter:
         return f"{self.partition}:{self.offset}"
 
     def header(self, name: str) -> str:
-        return self.headers.get(name, b"").decode(errors="replace")
+        """A header as text fit for a terminal (no control characters)."""
+        return safe_text(self.headers.get(name, b"").decode(errors="replace"))
 
     @property
     def reason(self) -> str:
@@ -113,17 +126,55 @@ def find(letters: list[Letter], letter_id: str) -> Letter:
     )
 
 
+_JOB_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_TOPIC_OF_EVENT = {
+    "JobSubmitted": "jobs",
+    "JobCancelRequested": "jobs",
+    "ItemSucceeded": "outcomes",
+    "ItemFailed": "outcomes",
+    "ItemCancelled": "outcomes",
+}
+
+
+def target_topic(settings: KafkaSettings, letter: Letter) -> str:
+    """The topic a letter goes back to: where its event type (and job type) belongs under
+    this deployment's prefix, which must be the topic it came from; else ``CannotRedrive``."""
+    try:
+        event = orjson.loads(letter.value or b"")
+    except orjson.JSONDecodeError:
+        event = None
+    event_type = event.get("event_type") if isinstance(event, dict) else None
+    topics = settings.topics
+    if event_type == "ItemSubmitted":
+        job_type = event.get("job_type") if isinstance(event, dict) else None
+        if not isinstance(job_type, str) or not _JOB_TYPE.match(job_type):
+            raise CannotRedrive(f"letter {letter.id}: an ItemSubmitted without a valid job_type")
+        topic = topics.items(job_type)
+    elif isinstance(event_type, str) and event_type in _TOPIC_OF_EVENT:
+        topic = getattr(topics, _TOPIC_OF_EVENT[event_type])
+    else:
+        raise CannotRedrive(
+            f"letter {letter.id}: not an event of a known type, so it belongs on no topic"
+        )
+    source = letter.header(HEADER_TOPIC)
+    if source != topic:
+        raise CannotRedrive(
+            f"letter {letter.id} came from {source or 'an unnamed topic'!r}, but its "
+            f"{event_type} belongs on {topic!r}"
+        )
+    return topic
+
+
 async def redrive(settings: KafkaSettings, letters: list[Letter]) -> list[tuple[Letter, str]]:
-    """Publish each letter's original bytes, with its original key, to its source topic;
-    return (letter, topic) for each, once Kafka has acknowledged them all."""
+    """Publish each letter's original bytes, with its original key, to the topic it came
+    from (``target_topic``: ``CannotRedrive`` before anything is published if one does not
+    say it); return (letter, topic) for each, once Kafka has acknowledged them all."""
+    targets = [(letter, target_topic(settings, letter)) for letter in letters]
     producer = make_producer(settings, max_request_size=8 << 20)
     await producer.start()
     done = []
     try:
-        for letter in letters:
-            topic = letter.header(HEADER_TOPIC)
-            if not topic:
-                raise LetterNotFound(f"letter {letter.id} does not name its source topic")
+        for letter, topic in targets:
             key = letter.headers.get(HEADER_KEY, letter.key)
             await producer.send_and_wait(
                 topic,

@@ -6,9 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from events.models import UserId
 from storage.tables import ApiKey
 
 KEY_PREFIX = "aob_"
@@ -25,7 +27,21 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+class InvalidUserId(ValueError):
+    """A user id the events cannot carry (``events.models.UserId``)."""
+
+
+_USER_ID = TypeAdapter(UserId)
+
+
 def create_key(session: Session, *, user_id: str) -> NewKey:
+    """Raises ``InvalidUserId`` for a user id that jobs could not carry in their events."""
+    try:
+        _USER_ID.validate_python(user_id)
+    except ValidationError:
+        raise InvalidUserId(
+            "a user id is 1 to 128 characters, without control characters"
+        ) from None
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(id=uuid.uuid4(), key_hash=hash_key(secret), prefix=secret[:12], user_id=user_id)
     session.add(key)
@@ -33,11 +49,10 @@ def create_key(session: Session, *, user_id: str) -> NewKey:
     return NewKey(key.id, user_id, secret)
 
 
-def user_for_key(session: Session, *, secret: str) -> str | None:
+def user_for_key_hash(session: Session, *, key_hash: str) -> str | None:
+    """The owner of the key with this hash, unless it was revoked."""
     return session.scalar(
-        select(ApiKey.user_id).where(
-            ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None)
-        )
+        select(ApiKey.user_id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     )
 
 

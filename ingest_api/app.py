@@ -14,6 +14,7 @@ from ingest_api.publisher import EventPublisher, KafkaEventPublisher
 from ingest_api.rate_limit import RateLimiter
 from ingest_api.routes import health, jobs
 from ingest_api.settings import ApiSettings
+from ingest_api.stream_slots import StreamSlots
 from storage.engine import make_engine
 from streaming import collector
 from streaming.clients import make_producer
@@ -33,6 +34,9 @@ def create_app(
         app.state.rate_limiter = RateLimiter(
             settings.api_rate_limit_per_s, settings.api_rate_limit_burst
         )
+        app.state.stream_slots = StreamSlots(
+            settings.api_max_streams_per_key, settings.api_max_streams
+        )
         producer = None
         if publisher is None:
             timeout_ms = int(settings.api_publish_timeout_s * 1000)
@@ -40,7 +44,10 @@ def create_app(
             await producer.start()
             app.state.producer = producer
             kafka = KafkaEventPublisher(
-                producer, _topics(settings), timeout_s=settings.api_publish_timeout_s
+                producer,
+                _topics(settings),
+                timeout_s=settings.api_publish_timeout_s,
+                max_event_bytes=settings.api_max_event_bytes,
             )
             await kafka.start()
             app.state.publisher = kafka

@@ -2,6 +2,7 @@
 publisher."""
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -9,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from ingest_api.api_keys import hash_key, user_for_key
+from ingest_api.api_keys import hash_key, user_for_key_hash
 from ingest_api.errors import NotAuthenticated, RateLimited
 from ingest_api.publisher import EventPublisher
 from ingest_api.settings import ApiSettings
@@ -34,21 +35,37 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_current_user(
+@dataclass(frozen=True)
+class Caller:
+    """Who calls: the owner of the API key (never a request field), and the key's hash."""
+
+    user_id: str
+    key_hash: str
+
+
+def get_caller(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
+) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send an API key as 'Authorization: Bearer <key>'")
-    user = user_for_key(session, secret=credentials.credentials)
+    key_hash = hash_key(credentials.credentials)
+    user = user_for_key_hash(session, key_hash=key_hash)
     session.rollback()  # end the read: the connection goes back to the pool for the request
     if user is None:
         raise NotAuthenticated("the API key is invalid or revoked")
-    wait = request.app.state.rate_limiter.take(hash_key(credentials.credentials))
+    wait = request.app.state.rate_limiter.take(key_hash)
     if wait:
         raise RateLimited(wait)
-    return user
+    return Caller(user, key_hash)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def get_current_user(caller: CallerDep) -> str:
+    return caller.user_id
 
 
 CurrentUser = Annotated[str, Depends(get_current_user)]

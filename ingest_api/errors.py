@@ -29,6 +29,7 @@ def _documented(description: str) -> dict[str, Any]:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _documented("no valid API key"),
     404: _documented("no such job, or not yours"),
+    408: _documented("an upload too slow: idle or in all past its time limits"),
     409: _documented("the job's state does not allow it"),
     413: _documented("over a size limit"),
     415: _documented("not JSON or NDJSON"),
@@ -102,6 +103,20 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
+class UploadTimedOut(ApiError):
+    status_code = 408
+    code = "upload_timed_out"
+
+
+class TooManyStreams(ApiError):
+    status_code = 429
+    code = "too_many_streams"
+
+    def __init__(self, message: str, retry_after_s: float = 5.0):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class UnsupportedMediaType(ApiError):
     status_code = 415
     code = "unsupported_media_type"
@@ -155,7 +170,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if exc.status_code == 503:
             headers = {"Retry-After": "2"}
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | TooManyStreams):
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
         body = {"error": exc.code, "detail": exc.message, **exc.details}
         return JSONResponse(status_code=exc.status_code, content=body, headers=headers)

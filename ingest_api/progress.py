@@ -3,7 +3,8 @@
 Each event is a full snapshot (counts, percent, items/s, ETA), so a client that reconnects
 (sending Last-Event-ID or not) simply continues from the current state. A snapshot is sent
 when something changed, a comment line keeps idle connections alive, and the stream ends
-with a ``done`` event once the job has finished.
+with a ``done`` event once the job has finished, when its time is up (the client
+reconnects), or with an ``error`` event once the caller's key is revoked.
 """
 
 import asyncio
@@ -50,11 +51,30 @@ def sse(data: dict[str, Any], *, event: str, event_id: str) -> bytes:
     )
 
 
-async def progress_events(read: Callable[[], JobView], job_id: UUID) -> AsyncIterator[bytes]:
-    """``read`` returns the job's current view (raising JobNotFound if it disappears)."""
+async def progress_events(
+    read: Callable[[], JobView],
+    job_id: UUID,
+    *,
+    max_s: float = float("inf"),
+    key_is_valid: Callable[[], bool] | None = None,
+    key_check_s: float = 30.0,
+) -> AsyncIterator[bytes]:
+    """``read`` returns the job's current view (raising JobNotFound if it disappears). The
+    stream ends after ``max_s`` (the client reconnects and goes on), and as soon as
+    ``key_is_valid`` (asked every ``key_check_s``) says the caller's key was revoked."""
     last: dict[str, Any] | None = None
-    last_sent = time.monotonic()
+    started = last_sent = key_checked = time.monotonic()
     while True:
+        now = time.monotonic()
+        if now - started >= max_s:
+            yield b": the stream's time is up; reconnect to go on\n\n"
+            return
+        if key_is_valid is not None and now - key_checked >= key_check_s:
+            key_checked = now
+            if not await asyncio.to_thread(key_is_valid):
+                error = {"error": "not_authenticated", "detail": "the API key was revoked"}
+                yield sse(error, event="error", event_id=f"{job_id}:revoked")
+                return
         job = await asyncio.to_thread(read)
         state = snapshot(job, datetime.now(UTC))
         changed = last is None or {

@@ -7,9 +7,9 @@ from typing import NamedTuple, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from events.codec import encode
+from events.codec import MAX_EVENT_BYTES, encode
 from events.models import Event
-from streaming.batch_sender import BatchSender, DeliveryFailed
+from streaming.batch_sender import BatchSender, DeliveryFailed, MessageTooLarge
 
 
 class Outgoing(NamedTuple):
@@ -32,6 +32,10 @@ class PublishError(Exception):
     """Kafka did not acknowledge every event."""
 
 
+class EventTooLarge(Exception):
+    """An event is larger than the broker takes: nothing of the call was published."""
+
+
 class EventPublisher(Protocol):
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish all, in order per key; return once every one is acknowledged."""
@@ -49,11 +53,13 @@ class KafkaEventPublisher:
         topics: list[str],
         *,
         timeout_s: float,
+        max_event_bytes: int = MAX_EVENT_BYTES,
         linger_s: float = 0.002,
     ):
         self.producer = producer
         self.topics = topics
         self.timeout_s = timeout_s
+        self.max_event_bytes = max_event_bytes
         self.linger_s = linger_s
         self.sender: BatchSender | None = None
 
@@ -66,8 +72,16 @@ class KafkaEventPublisher:
             await self.sender.close()
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Raises ``EventTooLarge`` (publishing none of them) if a message is larger than
+        ``max_event_bytes``, ``PublishError`` if Kafka does not acknowledge them all."""
         if not messages:
             return
+        encoded = [(m.topic, m.key.encode(), m.encoded()) for m in messages]
+        largest = max(len(value) for _, _, value in encoded)
+        if largest > self.max_event_bytes:
+            raise EventTooLarge(
+                f"an event of {largest} bytes exceeds the limit of {self.max_event_bytes}"
+            )
         if self.sender is None:
             await self.start()
         sender = self.sender
@@ -83,11 +97,12 @@ class KafkaEventPublisher:
 
         try:
             async with asyncio.timeout(self.timeout_s):
-                for m in messages:
-                    key, value = m.key.encode(), m.encoded()
-                    if not sender.append_nowait(m.topic, key, value, acknowledged):
-                        await sender.append(m.topic, key, value, acknowledged)
+                for topic, key, value in encoded:
+                    if not sender.append_nowait(topic, key, value, acknowledged):
+                        await sender.append(topic, key, value, acknowledged)
                 await done
+        except MessageTooLarge as exc:  # the producer's own limit: this call only
+            raise EventTooLarge(str(exc)) from exc
         except (DeliveryFailed, KafkaError, TimeoutError) as exc:
             if self.sender is sender:
                 self.sender = None  # the next publish starts afresh

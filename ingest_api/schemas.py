@@ -6,13 +6,15 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from events.models import JsonObject
+
 
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_type: str = Field(min_length=1, max_length=64)
     items: list[dict[str, Any]] = Field(min_length=1)
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
 
 
 class JobAccepted(BaseModel):

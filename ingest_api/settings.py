@@ -1,7 +1,10 @@
 """Settings of the API process."""
 
-from pydantic import Field
+from typing import Self
 
+from pydantic import Field, model_validator
+
+from events.codec import MAX_EVENT_BYTES
 from streaming.settings import DatabaseSettings, KafkaSettings
 
 
@@ -12,7 +15,13 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     JSON bodies), ``API_MAX_ITEM_BYTES`` (64 KiB), ``API_PUBLISH_TIMEOUT_S`` (10: with
     Kafka unreachable a submission answers 503 within it), ``API_RATE_LIMIT_PER_S`` (200) and
     ``API_RATE_LIMIT_BURST`` (400) per key and process, ``API_PAGE_SIZE`` (100),
-    ``API_MAX_PAGE_SIZE`` (1000)."""
+    ``API_MAX_PAGE_SIZE`` (1000); ``API_MAX_METADATA_BYTES`` (16 KiB), ``API_MAX_EVENT_BYTES``
+    (1,000,000: what the workers and the projector take, and less than a broker takes by
+    default; at most the broker's ``max.message.bytes``); NDJSON uploads:
+    ``API_MAX_UPLOAD_BYTES`` (4 GiB), ``API_UPLOAD_IDLE_TIMEOUT_S`` (30) and
+    ``API_UPLOAD_TIMEOUT_S`` (3600); progress streams: ``API_MAX_STREAMS_PER_KEY`` (10),
+    ``API_MAX_STREAMS`` (1000), ``API_STREAM_MAX_S`` (3600: then the client reconnects) and
+    ``API_STREAM_KEY_CHECK_S`` (30: a revoked key's streams end within it)."""
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -25,3 +34,28 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     api_rate_limit_burst: int = Field(400, ge=1)
     api_page_size: int = Field(100, ge=1)
     api_max_page_size: int = Field(1000, ge=1)
+    api_max_metadata_bytes: int = Field(16 << 10, ge=2)
+    api_max_event_bytes: int = Field(MAX_EVENT_BYTES, ge=4096)
+    api_max_upload_bytes: int = Field(4 << 30, ge=1024)
+    api_upload_idle_timeout_s: float = Field(30.0, gt=0)
+    api_upload_timeout_s: float = Field(3600.0, gt=0)
+    api_max_streams_per_key: int = Field(10, ge=1)
+    api_max_streams: int = Field(1000, ge=1)
+    api_stream_max_s: float = Field(3600.0, gt=0)
+    api_stream_key_check_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def events_fit(self) -> Self:
+        """An item's event and a job's event must fit in ``api_max_event_bytes`` with their
+        envelope: then no event the API accepts is refused downstream for its size."""
+        room = self.api_max_event_bytes - ENVELOPE_BYTES
+        for name in ("api_max_item_bytes", "api_max_metadata_bytes"):
+            if getattr(self, name) > room:
+                raise ValueError(
+                    f"{name.upper()} must leave {ENVELOPE_BYTES} bytes of "
+                    f"API_MAX_EVENT_BYTES for the envelope (at most {room})"
+                )
+        return self
+
+
+ENVELOPE_BYTES = 1024  # an event's fields but its input or metadata: ~300 bytes

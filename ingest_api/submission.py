@@ -9,12 +9,14 @@ from uuid import UUID
 import orjson
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic_core import from_json
 
 from consumers.handlers.base import Handler, default_routing_keys
 from consumers.processing import located_message, validation_message
 from consumers.registry import UnknownJobType, handler_class
 from events import item_wire
 from events.ids import job_id_text
+from events.limits import texts_are_clean, value_problem
 from events.topics import Topics
 from ingest_api.errors import InvalidBatch, TooLarge
 from ingest_api.publisher import Outgoing
@@ -110,15 +112,83 @@ def _request_error(exc: ValidationError, raw: bytes) -> Exception:
 SpooledChunk = tuple[list[bytes], list[str] | None]
 
 
+def item_payloads(
+    handler: Handler,  # type: ignore[type-arg]
+    items: Sequence[Any],
+    *,
+    start: int,
+    max_item_bytes: int,
+    errors: list[dict[str, Any]],
+) -> list[bytes]:
+    """Validated items numbered from ``start``, each as the JSON its event carries; an item
+    past the contract's limits (``events.limits``) is noted in ``errors``, one past
+    ``max_item_bytes`` written raises ``TooLarge``."""
+    to_json = handler.input_model.__pydantic_serializer__.to_json
+    payloads = []
+    for index, item in enumerate(items, start):
+        payload: bytes = to_json(item, exclude_none=True)
+        if len(payload) > max_item_bytes:
+            raise TooLarge(f"item {index}: {len(payload)} bytes exceeds {max_item_bytes}")
+        found = value_problem(item, texts=not texts_are_clean(payload))
+        if found is not None and len(errors) < MAX_REPORTED_ERRORS:
+            errors.append({"item_index": index, "message": str(found)})
+        payloads.append(payload)
+    return payloads
+
+
+def check_metadata(metadata: dict[str, Any] | None, max_bytes: int) -> None:
+    """``TooLarge`` for metadata past ``max_bytes`` (as compact JSON). Its values are held
+    to the contract's limits by ``JobRequest`` (or ``metadata_param``)."""
+    if metadata is None:
+        return
+    size = len(orjson.dumps(metadata))
+    if size > max_bytes:
+        raise TooLarge(f"metadata: {size} bytes exceeds the limit of {max_bytes}")
+
+
+def metadata_param(text: str | None) -> dict[str, Any] | None:
+    """The ``metadata`` query parameter of an NDJSON upload: a JSON object within the
+    contract's limits, or ``InvalidBatch``."""
+    if text is None:
+        return None
+    try:
+        value = from_json(text, allow_inf_nan=False)
+    except ValueError:
+        raise InvalidBatch("metadata must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidBatch("metadata must be a JSON object")
+    found = value_problem(value)
+    if found is not None:
+        raise InvalidBatch(f"metadata: {found}", field="metadata")
+    return value
+
+
+def invalid_items(errors: list[dict[str, Any]], total: int | str) -> InvalidBatch:
+    """The 422 of a batch with invalid items (``errors``: the first ones, by index)."""
+    return InvalidBatch(f"{len(errors)} of {total} items are invalid", invalid_items=errors)
+
+
+def checked_payloads(
+    handler: Handler,  # type: ignore[type-arg]
+    items: list[Any],
+    max_item_bytes: int,
+) -> list[bytes]:
+    """``item_payloads`` of a whole request's items, or the 422 naming the invalid ones."""
+    errors: list[dict[str, Any]] = []
+    payloads = item_payloads(handler, items, start=0, max_item_bytes=max_item_bytes, errors=errors)
+    if errors:
+        raise invalid_items(errors, len(items))
+    return payloads
+
+
 def spooled_chunk(
     handler: Handler,  # type: ignore[type-arg]
     job_id: UUID,
     start: int,
     items: Sequence[Any],
+    payloads: list[bytes],
 ) -> SpooledChunk:
-    """Validated items numbered from ``start`` as a spooled chunk."""
-    to_json = handler.input_model.__pydantic_serializer__.to_json
-    payloads = [to_json(item, exclude_none=True) for item in items]
+    """Validated items numbered from ``start``, and their ``payloads``, as a spooled chunk."""
     if not handler.keys_by_item():
         return payloads, None
     return payloads, handler.routing_keys(items, job_id=job_id, start=start)
@@ -128,10 +198,12 @@ def spooled_chunks(
     handler: Handler,  # type: ignore[type-arg]
     job_id: UUID,
     items: list[Any],
+    payloads: list[bytes],
     size: int = CHUNK,
 ) -> Iterator[SpooledChunk]:
     for start in range(0, len(items), size):
-        yield spooled_chunk(handler, job_id, start, items[start : start + size])
+        end = start + size
+        yield spooled_chunk(handler, job_id, start, items[start:end], payloads[start:end])
 
 
 def item_messages(

@@ -4,12 +4,18 @@ Every line is validated as it arrives and written, normalised and with its routi
 spool that moves from memory to a temporary file past a few megabytes. Nothing is published
 unless every line is valid, so a bad line at item 900,000 leaves no half-submitted job; the
 job is then published from the spool a chunk at a time.
+
+An upload is bounded in every way a client can stretch it: bytes in all, lines (blank ones
+too), bytes a line, time between two pieces of the body and time in all.
 """
 
+import asyncio
 import hashlib
 import itertools
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 from uuid import UUID
 
@@ -17,8 +23,14 @@ import orjson
 from pydantic import ValidationError
 
 from consumers.handlers.base import Handler
-from ingest_api.errors import InvalidBatch, TooLarge
-from ingest_api.submission import MAX_REPORTED_ERRORS, SpooledChunk, note_invalid, spooled_chunk
+from ingest_api.errors import InvalidBatch, TooLarge, UploadTimedOut
+from ingest_api.submission import (
+    MAX_REPORTED_ERRORS,
+    SpooledChunk,
+    item_payloads,
+    note_invalid,
+    spooled_chunk,
+)
 
 SPOOL_IN_MEMORY = 8 << 20
 
@@ -61,33 +73,60 @@ class Spool:
             yield [payload for payload, _, _ in split], [orjson.loads(key) for _, _, key in split]
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    max_item_bytes: int
+    max_items: int  # lines, blank ones included
+    max_bytes: int
+    idle_timeout_s: float  # between two pieces of the body
+    timeout_s: float  # the whole upload
+
+
 async def spool_ndjson(
     stream: AsyncIterator[bytes],
     handler: Handler,  # type: ignore[type-arg]
     *,
     job_id: UUID,
-    max_item_bytes: int,
-    max_items: int,
+    limits: UploadLimits,
     salt: bytes,
 ) -> Spool:
     """Read, validate and spool every line; raise InvalidBatch (naming the first bad lines by
-    index) or TooLarge. ``salt`` (job type and metadata) goes into the request digest."""
+    index), TooLarge or UploadTimedOut. ``salt`` (job type and metadata) goes into the request
+    digest. Lines are split in time linear in the upload's size, however it is cut."""
     spool = Spool()
     hasher = hashlib.sha256(salt)
     errors: list[dict[str, Any]] = []
-    pending = b""
-    index = 0
+    pending = bytearray()
+    scanned = 0  # how much of ``pending`` is known to hold no newline
+    index = lines_seen = received = 0
+    deadline = time.monotonic() + limits.timeout_s
+    pieces = aiter(stream)
     try:
-        async for chunk in stream:
+        while True:
+            chunk = await _next_piece(pieces, limits, deadline)
+            if chunk is None:
+                break
+            received += len(chunk)
+            if received > limits.max_bytes:
+                raise TooLarge(f"the upload exceeds the limit of {limits.max_bytes} bytes")
             hasher.update(chunk)
             pending += chunk
-            *lines, pending = pending.split(b"\n")
-            index = _take(lines, index, handler, spool, errors, job_id, max_item_bytes)
-            if len(pending) > max_item_bytes:
-                raise TooLarge(f"item {index}: a line over {max_item_bytes} bytes")
-            if index > max_items:
-                raise TooLarge(f"more than {max_items} items in one upload")
-        index = _take([pending], index, handler, spool, errors, job_id, max_item_bytes)
+            end = pending.rfind(b"\n", scanned)
+            if end < 0:
+                scanned = len(pending)
+                if scanned > limits.max_item_bytes:
+                    raise TooLarge(f"item {index}: a line over {limits.max_item_bytes} bytes")
+                continue
+            lines = pending[:end].split(b"\n")
+            del pending[: end + 1]
+            scanned = 0
+            lines_seen += len(lines)
+            if lines_seen > limits.max_items:
+                raise TooLarge(f"more than {limits.max_items} lines in one upload")
+            index = _take(lines, index, handler, spool, errors, job_id, limits.max_item_bytes)
+            if len(pending) > limits.max_item_bytes:
+                raise TooLarge(f"item {index}: a line over {limits.max_item_bytes} bytes")
+        index = _take([pending], index, handler, spool, errors, job_id, limits.max_item_bytes)
         if errors:
             raise InvalidBatch(
                 f"{len(errors)}+ of {index} items are invalid"
@@ -105,8 +144,29 @@ async def spool_ndjson(
     return spool
 
 
+async def _next_piece(
+    pieces: AsyncIterator[bytes], limits: UploadLimits, deadline: float
+) -> bytes | None:
+    """The body's next piece, or None at its end; ``UploadTimedOut`` when it is slower
+    than the limits allow."""
+    wait_s = min(limits.idle_timeout_s, deadline - time.monotonic())
+    try:
+        async with asyncio.timeout(max(0.0, wait_s)):
+            return await anext(pieces)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        if time.monotonic() >= deadline:
+            raise UploadTimedOut(
+                f"the upload took longer than the limit of {limits.timeout_s:g}s"
+            ) from None
+        raise UploadTimedOut(
+            f"no data for {limits.idle_timeout_s:g}s: the upload was abandoned"
+        ) from None
+
+
 def _take(
-    lines: list[bytes],
+    lines: list[bytearray] | list[bytes],
     index: int,
     handler: Handler,  # type: ignore[type-arg]
     spool: Spool,
@@ -130,5 +190,9 @@ def _take(
             note_invalid(errors, index, exc)
         index += 1
     if items and not errors:  # once a line is bad nothing will be published: stop spooling
-        spool.add(spooled_chunk(handler, job_id, start, items))
+        payloads = item_payloads(
+            handler, items, start=start, max_item_bytes=max_item_bytes, errors=errors
+        )
+        if not errors:
+            spool.add(spooled_chunk(handler, job_id, start, items, payloads))
     return index

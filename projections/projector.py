@@ -7,11 +7,11 @@ No record stops the fold:
 
 - An event that cannot be decoded or breaks the contract is logged, counted and passed over.
   From the jobs and outcomes topics it is dead-lettered here (an items topic's are the
-  workers'), and an outcome that still names its item fails the item (``malformed_event``)
-  so that its job can finish: what the worker does with a bad item.
+  workers', who fail the item it names so that its job can finish).
 - A batch that PostgreSQL refuses as data (``storage.errors.refused_as_data``) is written
   again in halves, in event-time order, until the records it refuses are alone. Each is
-  dead-lettered (``unprojectable``) and its item, when it names one, fails with that code;
+  dead-lettered (``unprojectable``) and its item, when it names one, fails with that code
+  (the event is the item's real submission or outcome, so nothing else would finish it);
   the rest is written as usual, in the same run.
 """
 
@@ -253,7 +253,7 @@ class Projector:
                 try:
                     event = decode(value, max_bytes=max_bytes)
                 except EventDecodeError as exc:
-                    self._refused(changes, letters, tp, record, exc)
+                    self._refused(letters, tp, record, exc)
                 else:
                     changes.apply(event)
             if records:  # a partition's records come in offset order
@@ -262,15 +262,15 @@ class Projector:
 
     def _refused(
         self,
-        changes: Changes,
         letters: list[DeadLetter],
         tp: TopicPartition,
         record: Record,
         exc: EventDecodeError,
     ) -> None:
-        """An event that breaks the contract: an items topic's are the workers' to
-        dead-letter (with its item); the others' are dead-lettered here, and an outcome
-        that names its item fails the item, as the worker fails a bad item."""
+        """An event that breaks the contract is passed over: an items topic's are the
+        workers' to dead-letter (failing the item they name); the others' are dead-lettered
+        here. (A refused outcome is not the item's outcome: its worker's real one still
+        comes and is folded.)"""
         self.counts["undecodable"] += 1
         log.warning(
             "passing over undecodable event %s[%d]@%d: %s",
@@ -279,22 +279,9 @@ class Projector:
             record.offset,
             exc,
         )
-        if self.settings.topics.job_type_of_items_topic(tp.topic) is not None:
-            return
-        PROJECTOR_QUARANTINED.labels(exc.reason).inc()
-        letters.append(dead_letter(record, exc.reason, exc.message))
-        address = item_address(exc.payload) if tp.topic == self.settings.topics.outcomes else None
-        if address is not None:
-            changes.outcome(
-                address[0],
-                address[1],
-                "failed",
-                0,
-                0.0,
-                _record_time(record),
-                error_code="malformed_event",
-                error_message=safe_text(f"{exc.reason}: {exc.message}"[:4096]),
-            )
+        if self.settings.topics.job_type_of_items_topic(tp.topic) is None:
+            PROJECTOR_QUARANTINED.labels(exc.reason).inc()
+            letters.append(dead_letter(record, exc.reason, exc.message))
 
     def prepare(self, batch: Batch) -> Folded:
         """Fold a batch and stage it for the writer: the Python part of a batch, done on

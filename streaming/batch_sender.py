@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import TopicPartition
 
 from streaming.partitioning import partition_index
@@ -37,6 +38,11 @@ KEYS_REMEMBERED = 4096
 class DeliveryFailed(Exception):
     """Kafka did not acknowledge a batch. The sender stays failed: make a new one (the
     worker restarts from its committed offsets; the API answers 503 and starts afresh)."""
+
+
+class MessageTooLarge(Exception):
+    """One message is larger than the producer sends: only its caller fails, the sender
+    and every other message go on."""
 
 
 @dataclass
@@ -177,7 +183,7 @@ class BatchSender:
             out.close_open()
             batch = out.new_batch()
             if batch.builder.append(key=key, value=value, timestamp=None, headers=hdrs) is None:
-                raise DeliveryFailed(
+                raise MessageTooLarge(
                     f"a message of {len(value or b'')} bytes does not fit in an empty batch"
                 )
         batch.acks.append(ack)
@@ -198,6 +204,11 @@ class BatchSender:
             future = await self.producer.send(
                 tp.topic, value=value, key=key, partition=tp.partition, headers=headers
             )
+        except MessageSizeTooLargeError as exc:  # refused before anything was sent
+            out.unacked -= 1
+            if out.unacked == 0:
+                out.all_acked.set()
+            raise MessageTooLarge(repr(exc)) from exc
         except Exception as exc:
             self._fail(out, exc)
             raise DeliveryFailed(repr(exc)) from exc

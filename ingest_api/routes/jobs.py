@@ -17,7 +17,8 @@ from events.item_wire import SubmittedEncoder
 from events.models import JobCancelRequested, JobSubmitted
 from ingest_api import acceptance, queries
 from ingest_api.acceptance import request_hash
-from ingest_api.deps import CurrentUser, PublisherDep, SessionDep, SettingsDep
+from ingest_api.api_keys import user_for_key_hash
+from ingest_api.deps import CallerDep, CurrentUser, PublisherDep, SessionDep, SettingsDep
 from ingest_api.errors import (
     ERROR_RESPONSES,
     IdempotencyConflict,
@@ -31,7 +32,7 @@ from ingest_api.errors import (
 )
 from ingest_api.metrics import ITEMS_ACCEPTED
 from ingest_api.progress import progress_events
-from ingest_api.publisher import EventPublisher, Outgoing, PublishError
+from ingest_api.publisher import EventPublisher, EventTooLarge, Outgoing, PublishError
 from ingest_api.schemas import (
     CancelAccepted,
     ItemPage,
@@ -44,15 +45,18 @@ from ingest_api.schemas import (
 from ingest_api.settings import ApiSettings
 from ingest_api.submission import (
     CHUNK,
+    check_metadata,
+    checked_payloads,
     handler_for,
     item_messages,
     job_type_of,
     message_chunks,
+    metadata_param,
     parse_request,
     retry_chunk,
     spooled_chunks,
 )
-from ingest_api.upload import spool_ndjson
+from ingest_api.upload import UploadLimits, spool_ndjson
 from storage.tables import FINAL_JOB_STATUSES, AcceptedJob
 
 router = APIRouter(prefix="/batch/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -117,12 +121,16 @@ async def submit_job(
     raw = await _read_limited(request, settings.api_max_body_bytes)
     handler = handler_for(job_type_of(raw))
     body = await run_in_threadpool(parse_request, handler, raw, settings.api_max_items_per_request)
+    check_metadata(body.metadata, settings.api_max_metadata_bytes)
+    payloads = await run_in_threadpool(
+        checked_payloads, handler, body.items, settings.api_max_item_bytes
+    )
     digest = request_hash(raw) if idempotency_key else None
     accepted = await _accept(
         session, user, handler, len(body.items), body.metadata, idempotency_key, digest
     )
     if accepted.published_at is None:  # new, or a first attempt that died mid-publish
-        spooled = spooled_chunks(handler, accepted.job_id, body.items)
+        spooled = spooled_chunks(handler, accepted.job_id, body.items, payloads)
         chunks = message_chunks(settings.topics, handler, accepted.job_id, spooled)
         await _publish(session, publisher, settings, handler, user, accepted, body.metadata, chunks)
     return _accepted(accepted)
@@ -141,14 +149,20 @@ async def _submit_ndjson(
     if not job_type:
         raise InvalidBatch("an NDJSON upload names its job type: ?job_type=...")
     handler = handler_for(job_type)
-    metadata = _metadata_param(metadata_text)
+    metadata = metadata_param(metadata_text)
+    check_metadata(metadata, settings.api_max_metadata_bytes)
     new_id = uuid4()
     spool = await spool_ndjson(
         request.stream(),
         handler,
         job_id=new_id,
-        max_item_bytes=settings.api_max_item_bytes,
-        max_items=settings.api_max_items_per_upload,
+        limits=UploadLimits(
+            max_item_bytes=settings.api_max_item_bytes,
+            max_items=settings.api_max_items_per_upload,
+            max_bytes=settings.api_max_upload_bytes,
+            idle_timeout_s=settings.api_upload_idle_timeout_s,
+            timeout_s=settings.api_upload_timeout_s,
+        ),
         salt=orjson.dumps([job_type, metadata], option=orjson.OPT_SORT_KEYS),
     )
     try:
@@ -169,18 +183,6 @@ async def _submit_ndjson(
     finally:
         spool.close()
     return _accepted(accepted)
-
-
-def _metadata_param(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise InvalidBatch("metadata must be a JSON object") from None
-    if not isinstance(value, dict):
-        raise InvalidBatch("metadata must be a JSON object")
-    return value
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -259,6 +261,8 @@ async def _publish(
             for chunk in chunks:
                 await publisher.publish(chunk)
         await publisher.publish([Outgoing(settings.topics.jobs, str(accepted.job_id), submitted)])
+    except EventTooLarge as exc:  # (settings keep what is accepted within the limit)
+        raise TooLarge(f"the batch could not be published: {exc}") from exc
     except PublishError as exc:
         raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
     await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
@@ -402,18 +406,34 @@ async def retry_job(
         }
     },
 )
-async def job_events_stream(job_id: UUID, user: CurrentUser, request: Request) -> StreamingResponse:
+async def job_events_stream(
+    job_id: UUID, caller: CallerDep, request: Request, settings: SettingsDep
+) -> StreamingResponse:
     """Server-Sent Events: the job's progress (counts, percent, items/s, ETA) until it has
-    finished. Every event is a full snapshot: reconnecting just continues."""
+    finished. Every event is a full snapshot: reconnecting just continues. Streams are
+    capped per API key and in all (429), last at most ``API_STREAM_MAX_S`` (then the client
+    reconnects), and end once the key is revoked."""
     sessions = request.app.state.sessions
+    user = caller.user_id
 
     def read() -> JobView:
         with sessions() as session:
             return queries.get_job(session, user_id=user, job_id=job_id)
 
+    def key_is_valid() -> bool:
+        with sessions() as session:
+            return user_for_key_hash(session, key_hash=caller.key_hash) == user
+
     await run_in_threadpool(read)  # 404 before the stream starts
+    events = progress_events(
+        read,
+        job_id,
+        max_s=settings.api_stream_max_s,
+        key_is_valid=key_is_valid,
+        key_check_s=settings.api_stream_key_check_s,
+    )
     return StreamingResponse(
-        progress_events(read, job_id),
+        request.app.state.stream_slots.holding(caller.key_hash, events),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
