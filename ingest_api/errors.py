@@ -147,7 +147,10 @@ def _first_problem(errors: list[dict[str, Any]]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors())
+        # Not the offending input back: it can be megabytes, or NaN (not JSON at all).
+        errors = jsonable_encoder(
+            [{k: v for k, v in e.items() if k not in ("input", "ctx", "url")} for e in exc.errors()]
+        )
         return JSONResponse(
             status_code=422,
             content={

@@ -127,23 +127,32 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         pass  # every written batch already stored its positions
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if self.stored is not None:
-            await self.stored()
-        stored = await asyncio.to_thread(self.writer.load_positions)
-        resumed = 0
-        for tp in assigned:
-            if self.batches is not None:
-                self.batches.forget(tp)  # read before the seek
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, offset)
-                resumed += 1
+        """Seek each partition to its stored position. They are paused meanwhile: the
+        consumer may fetch from a new partition's first position as soon as it is assigned,
+        and what it folded before the seek would be folded again."""
+        self.consumer.pause(*assigned)
+        try:
+            if self.stored is not None:
+                await self.stored()
+            stored = await asyncio.to_thread(self.writer.load_positions)
+            from_start = []
+            for tp in assigned:
+                offset = stored.get((tp.topic, tp.partition))
+                if offset is None:
+                    from_start.append(tp)
+                else:
+                    self.consumer.seek(tp, offset)
+            if from_start:
+                await self.consumer.seek_to_beginning(*from_start)
+            if self.batches is not None:  # what was drawn before the seeks (none since)
+                for tp in assigned:
+                    self.batches.forget(tp)
+        finally:
+            self.consumer.resume(*assigned)
         log.info(
             "assigned %d partitions: %d resume at their stored positions, the rest from the start",
             len(assigned),
-            resumed,
+            len(assigned) - len(from_start),
         )
 
 
@@ -179,6 +188,7 @@ class Folded(NamedTuple):
     changes: Changes
     letters: list[DeadLetter]
     staged: StagedChanges | Exception  # the encoder's refusal, if it refused a value
+    stored: "asyncio.Future[None]"  # done once written (or failed)
 
 
 class Projector:
@@ -206,8 +216,8 @@ class Projector:
         )
 
     async def stored(self) -> None:
-        """Wait until no batch is being written to PostgreSQL (whether or not it succeeds:
-        a failed write is rolled back, and reported by the loop)."""
+        """Wait until no batch folded is still to be written to PostgreSQL (whether or not it
+        succeeds: a failed write is rolled back, and reported by the loop)."""
         if self._storing is not None:
             await asyncio.wait([self._storing])
 
@@ -294,14 +304,16 @@ class Projector:
             if not refused_as_data(exc):
                 raise
             staged = exc
-        return Folded(batch, changes, letters, staged)
+        # From now until it is written, an assignment waits for it (``stored``): positions
+        # read before would fold the batch, and send its dead letters, again.
+        self._storing = asyncio.get_running_loop().create_future()
+        return Folded(batch, changes, letters, staged, self._storing)
 
     async def write(self, folded: Folded) -> None:
         """Write a prepared batch with its positions (in a thread), once its dead letters
         are acknowledged. Records PostgreSQL refuses as data are quarantined (see the
         module)."""
-        storing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._storing = storing
+        storing = folded.stored
         try:
             await self._dead_letter(folded.letters)
             staged = folded.staged
@@ -316,7 +328,8 @@ class Projector:
             log.warning("PostgreSQL refused a batch as data (%r): isolating", staged)
             await self._isolate(_in_event_time(folded.batch), staged)
         finally:
-            storing.set_result(None)
+            if not storing.done():
+                storing.set_result(None)
 
     async def _store(self, staged: StagedChanges, changes: Changes) -> None:
         started = time.perf_counter()

@@ -5,9 +5,16 @@ Kafka's, and a partition with too many batches waiting pushes back."""
 import asyncio
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from streaming.batch_sender import MAX_CLOSED_PER_PARTITION, BatchSender, DeliveryFailed
+from streaming.batch_sender import (
+    LARGE_MESSAGE,
+    MAX_CLOSED_PER_PARTITION,
+    BatchSender,
+    DeliveryFailed,
+    MessageTooLarge,
+)
 
 BATCH_BYTES = 4096
 MESSAGE = b"x" * 200  # ~20 to a batch
@@ -118,3 +125,24 @@ async def test_a_failed_delivery_fails_the_sender(sender):
     await asyncio.sleep(0)
     with pytest.raises(DeliveryFailed):
         sink.append_nowait("out", b"job", MESSAGE, lambda: None)
+
+
+async def test_a_message_the_producer_refuses_as_too_large_fails_only_its_caller(sender):
+    """A message larger than the producer sends (``max_request_size``) is its caller's
+    error: the sender is not failed, and every other caller's messages go on."""
+    sink, producer = sender
+    acked: list[int] = []
+
+    async def send(topic, value, key, partition, headers):  # type: ignore[no-untyped-def]
+        raise MessageSizeTooLargeError(f"{len(value)} bytes is larger than allowed")
+
+    producer.send = send
+    with pytest.raises(MessageTooLarge):
+        await sink.append("out", b"k", b"x" * (LARGE_MESSAGE + 1), lambda: acked.append(0))
+    for i in range(1, 4):
+        await sink.append("out", b"k", MESSAGE, lambda i=i: acked.append(i))
+    producer.auto_acknowledge = True
+    producer.acknowledge_all()
+    await asyncio.wait_for(sink.flush(), 5)
+    sink.check()  # not failed
+    assert acked == [1, 2, 3]

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from consumers.handlers.base import PermanentError
 from consumers.handlers.batching import BatcherStopped, MicroBatcher
 
 
@@ -79,3 +80,49 @@ async def test_a_full_batch_queued_ahead_starts_without_the_event_loop():
             assert (started[1] < busy_until) is queue_ahead
         finally:
             await batcher.stop()
+
+
+async def test_a_value_refused_as_data_fails_only_its_request_and_is_not_retried():
+    """psycopg2 refuses a NUL in a string with a ValueError for the whole statement: the
+    batch is run again in halves until the refused request is alone; its neighbours get
+    their answers, and it fails at once (PermanentError: invalid_input)."""
+    calls: list[list[str]] = []
+
+    def look_up(batch: list[str]) -> list[str]:
+        calls.append(batch)
+        if any("\x00" in value for value in batch):
+            raise ValueError("A string literal cannot contain NUL (0x00) characters.")
+        return [value.upper() for value in batch]
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(look_up, name="look-up")
+    batcher.start()
+    try:
+        values = [f"v{n}" for n in range(40)]
+        values[13] = "bad\x00"
+        results = await asyncio.gather(
+            *(batcher.submit(value) for value in values), return_exceptions=True
+        )
+    finally:
+        await batcher.stop()
+    refused = results[13]
+    assert isinstance(refused, PermanentError) and refused.code == "invalid_input"
+    assert "NUL" in refused.message
+    assert [r for i, r in enumerate(results) if i != 13] == [
+        v.upper() for i, v in enumerate(values) if i != 13
+    ]
+    assert sum(batch == ["bad\x00"] for batch in calls) == 1  # alone once, never again
+
+
+async def test_an_unavailable_database_still_fails_the_whole_batch_as_before():
+    def down(batch: list[int]) -> list[int]:
+        raise ConnectionError("the database is restarting")
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(down, name="down")
+    batcher.start()
+    try:
+        results = await asyncio.gather(
+            *(batcher.submit(n) for n in range(5)), return_exceptions=True
+        )
+    finally:
+        await batcher.stop()
+    assert all(isinstance(r, ConnectionError) for r in results)

@@ -187,7 +187,9 @@ def test_the_projector_folds_no_hostile_value(value):
     submitted["input"] = {"x": value}
     succeeded = orjson.loads(encode(ItemSucceeded.new(job_id=job, item_index=1, output={})))
     succeeded["output"] = {"x": value}
-    hostile = _reference_problem(json.loads(json.dumps(value)))
+    value = json.loads(json.dumps(value))  # as JSON has it (a surrogate pair: a character)
+    submitted["input"], succeeded["output"] = {"x": value}, {"x": value}
+    hostile = _reference_problem(value)
     items = _projector_fold(SETTINGS.topics.items("query"), json.dumps(submitted).encode())
     outcome = _projector_fold(SETTINGS.topics.outcomes, json.dumps(succeeded).encode())
     if hostile:  # passed over (its worker dead-letters a submission; its worker's real

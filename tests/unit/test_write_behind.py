@@ -56,9 +56,18 @@ class BlockingWriter:
 class Consumer:
     def __init__(self) -> None:
         self.seeks: list[tuple[TopicPartition, int]] = []
+        self.paused: set[TopicPartition] = set()
+        self.seeked_while_paused = True
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
+        self.seeked_while_paused &= tp in self.paused
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused.update(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused.difference_update(tps)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         pass
@@ -69,7 +78,9 @@ async def test_an_assignment_reads_positions_only_after_the_batch_being_written(
     projector = Projector(ProjectorSettings(), consumer, writer)  # type: ignore[arg-type]
     listener = SeekToStoredPositions(consumer, writer, projector.stored)  # type: ignore[arg-type]
     staged = StagedChanges(job_rows="", item_rows="", job_ids=[], positions=[])
-    writing = asyncio.create_task(projector.write(Folded({}, Changes(), [], staged)))
+    folded = Folded({}, Changes(), [], staged, asyncio.get_running_loop().create_future())
+    projector._storing = folded.stored
+    writing = asyncio.create_task(projector.write(folded))
     while not writer.writing:
         await asyncio.sleep(0.001)
 
@@ -80,13 +91,15 @@ async def test_an_assignment_reads_positions_only_after_the_batch_being_written(
     writer.may_finish.set()
     await asyncio.gather(writing, assigning)
     assert consumer.seeks == [(tp, 7)] and not writer.loaded_while_writing
+    assert consumer.seeked_while_paused and not consumer.paused  # nothing fetched meanwhile
 
 
 async def test_the_projectors_write_is_on_its_thread_when_write_behind_returns():
     writer = BlockingWriter()
     projector = Projector(ProjectorSettings(), Consumer(), writer)  # type: ignore[arg-type]
     staged = StagedChanges(job_rows="", item_rows="", job_ids=[], positions=[])
-    writing = await write_behind(None, projector.write(Folded({}, Changes(), [], staged)))
+    folded = Folded({}, Changes(), [], staged, asyncio.get_running_loop().create_future())
+    writing = await write_behind(None, projector.write(folded))
     # without giving the event loop a turn, as a fold would not
     assert writer.started.wait(2)
     writer.may_finish.set()
