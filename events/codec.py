@@ -9,6 +9,7 @@ except that NaN and Infinity are not JSON here: the fast readers and this decode
 the same verdict on every event.
 """
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -51,21 +52,29 @@ def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> AnyEvent:
     try:
         payload = from_json(data, allow_inf_nan=False)
     except ValueError as exc:
-        raise EventDecodeError("invalid_json", str(exc)) from None
+        raise EventDecodeError("invalid_json", str(exc), _address_only(data)) from None
     if not isinstance(payload, dict):
         raise EventDecodeError("not_an_object", "an event must be a JSON object")
     return decode_object(payload)
 
 
 def _address_only(data: bytes) -> dict[str, Any] | None:
-    """The job id and item index of an event too big to accept, so its item can be failed."""
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict):
-        return None
-    return {"job_id": payload.get("job_id"), "item_index": payload.get("item_index")}
+    """The job id and item index of an event refused before it could be read (too big, or
+    not JSON by the contract: NaN, a lone surrogate, nesting past the parser's limit), so
+    that its item can be failed: read as leniently as there are parsers."""
+    for lenient in (_lenient_jiter, orjson.loads, json.loads):
+        try:
+            payload = lenient(data)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(payload, dict):
+            return None
+        return {"job_id": payload.get("job_id"), "item_index": payload.get("item_index")}
+    return None
+
+
+def _lenient_jiter(data: bytes) -> Any:
+    return from_json(data, allow_inf_nan=True)
 
 
 def decode_object(payload: dict[str, Any]) -> AnyEvent:

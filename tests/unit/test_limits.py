@@ -3,7 +3,6 @@ event — the codec, the worker's fast reading, the projector's — gives the sa
 values past them."""
 
 import json
-import math
 from typing import Any
 from uuid import uuid4
 
@@ -11,7 +10,6 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from consumers.handlers.noop import NoopHandler
 from consumers.item_reader import ItemReader
@@ -21,59 +19,14 @@ from events.limits import MAX_JSON_DEPTH, texts_are_clean, value_problem
 from events.models import ItemSubmitted, ItemSucceeded, JobSubmitted
 from projections.projector import Projector
 from projections.settings import ProjectorSettings
+from tests.support.hostile import json_values, nested, past_the_limits
 from tests.unit.test_item_reader import _reference, _verdict
-
-FORBIDDEN = {chr(c) for c in range(0x20)} - {"\t", "\n", "\r"}
-
-
-def _reference_problem(value: Any, depth: int = 1) -> bool:
-    """The limits, written plainly."""
-    if isinstance(value, str):
-        return any(c in FORBIDDEN or 0xD800 <= ord(c) <= 0xDFFF for c in value)
-    if isinstance(value, bool) or value is None:
-        return False
-    if isinstance(value, int):
-        return not -(2**63) <= value < 2**63
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return depth > MAX_JSON_DEPTH or any(
-            _reference_problem(k) or _reference_problem(v, depth + 1) for k, v in value.items()
-        )
-    if isinstance(value, list):
-        return depth > MAX_JSON_DEPTH or any(_reference_problem(v, depth + 1) for v in value)
-    raise AssertionError(value)
-
-
-# Hostile values: every control character and lone surrogates, integers of any size,
-# NaN and infinities, and nesting around the limit.
-texts = st.text(st.characters(codec=None, categories=["Cc", "Cs", "Ll", "Nd", "Zs"]), max_size=6)
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, 10**40])
-    | st.floats()
-    | texts
-)
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
-    max_leaves=12,
-)
-
-
-def _nested(depth: int, leaf: Any = 1) -> dict[str, Any]:
-    value: Any = leaf
-    for _ in range(depth - 1):
-        value = {"a": value}
-    return {"a": value}
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_value_problem_is_the_limits_written_plainly(value):
-    assert (value_problem(value) is not None) == _reference_problem(value)
+    assert (value_problem(value) is not None) == past_the_limits(value)
 
 
 @pytest.mark.parametrize(
@@ -93,8 +46,8 @@ def test_a_problem_says_where_it_is(value, where):
 
 
 def test_the_depth_limit_is_the_objects_own_nesting():
-    assert value_problem(_nested(MAX_JSON_DEPTH)) is None
-    assert value_problem(_nested(MAX_JSON_DEPTH + 1)) is not None
+    assert value_problem(nested(MAX_JSON_DEPTH)) is None
+    assert value_problem(nested(MAX_JSON_DEPTH + 1)) is not None
     assert value_problem([[[]]]) is None
     assert value_problem(2**63 - 1) is None and value_problem(-(2**63)) is None
 
@@ -127,7 +80,7 @@ def test_the_worker_reads_hostile_inputs_as_the_codec_does(value):
     data = _event_with(value)
     reference = _reference(data)
     assert _verdict(lambda: ItemReader(NoopHandler()).read(data)) == reference
-    if _reference_problem(json.loads(json.dumps(value))):  # (a surrogate pair is a character)
+    if past_the_limits(json.loads(json.dumps(value))):  # (a surrogate pair is a character)
         assert reference[0] == "dead letter"
 
 
@@ -141,8 +94,8 @@ def test_the_worker_reads_hostile_inputs_as_the_codec_does(value):
         10**400,
         float("nan"),
         float("inf"),
-        _nested(MAX_JSON_DEPTH),
-        _nested(300),
+        nested(MAX_JSON_DEPTH),
+        nested(300),
     ],
     ids=repr,
 )
@@ -189,7 +142,7 @@ def test_the_projector_folds_no_hostile_value(value):
     succeeded["output"] = {"x": value}
     value = json.loads(json.dumps(value))  # as JSON has it (a surrogate pair: a character)
     submitted["input"], succeeded["output"] = {"x": value}, {"x": value}
-    hostile = _reference_problem(value)
+    hostile = past_the_limits(value)
     items = _projector_fold(SETTINGS.topics.items("query"), json.dumps(submitted).encode())
     outcome = _projector_fold(SETTINGS.topics.outcomes, json.dumps(succeeded).encode())
     if hostile:  # passed over (its worker dead-letters a submission; its worker's real
