@@ -206,3 +206,23 @@ async def test_concurrent_locks_of_one_hash_have_exactly_one_winner(registry, da
             assert [o for o in mine if isinstance(o, str)] == ["already_locked"] * 7
     finally:
         await other.stop()
+
+
+async def test_a_value_postgresql_refuses_fails_only_its_item_in_a_shared_batch(registry):
+    """Items in flight share one round trip; a value psycopg2 refuses (a NUL, which the
+    contract keeps out of events, but a handler may still produce) fails its own item with
+    ``invalid_input``, at once, and its neighbours in the batch get their answers."""
+    enroll, query = EnrollmentHandler(registry), QueryHandler(registry)
+    devices = [Device() for _ in range(30)]
+    for device in devices:
+        await run(enroll, device.enrollment())
+    lookups = [query.input_model.model_validate({"device_id": d.device_id}) for d in devices]
+    poisoned = query.input_model.model_construct(device_id="d\x00evil")  # past validation
+    lookups.insert(17, poisoned)
+    results = await asyncio.gather(
+        *(query.handle(item, context()) for item in lookups), return_exceptions=True
+    )
+    refused = results.pop(17)
+    assert isinstance(refused, PermanentError) and refused.code == "invalid_input"
+    assert "NUL" in refused.message
+    assert [r.device.device_id for r in results] == [d.device_id for d in devices]  # type: ignore[union-attr]
