@@ -5,6 +5,7 @@ from tests.integration.conftest import (  # noqa: F401
     engine,
     kafka_servers,
     kafka_settings,
+    processes,
     server_url,
     stack_env,
 )
