@@ -86,13 +86,18 @@ def check_object(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def check_object_numbers(value: dict[str, Any]) -> dict[str, Any]:
-    """``check_object`` for a value read from JSON text whose strings are known clean
-    (``texts_are_clean``): the numbers and the depth only."""
-    found = value_problem(value, texts=False)
-    if found is not None:
-        raise found
-    return value
+def numbers_within_limits(value: dict[str, Any]) -> bool:
+    """Whether a JSON object read from text whose strings are known clean
+    (``texts_are_clean``) keeps the limits: its numbers and its depth. (A flat object of
+    strings, booleans, nulls and small integers, the common case, in one loop.)"""
+    for item in value.values():
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int and MIN_INT <= item <= MAX_INT:
+            continue
+        return value_problem(value, texts=False) is None
+    return True
 
 
 def value_problem(value: Any, *, texts: bool = True, depth: int = 0) -> UnsafeValue | None:
