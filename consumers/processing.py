@@ -29,7 +29,13 @@ from consumers.handlers.base import (
 )
 from events import outcome_wire
 from events.ids import job_id_text
-from events.limits import UnsafeValue, safe_text, texts_are_clean, value_problem
+from events.limits import (
+    UnsafeValue,
+    numbers_within_limits,
+    safe_text,
+    texts_are_clean,
+    value_problem,
+)
 from events.models import ItemSubmitted
 from streaming.metrics import JobTypeSeries, series_of
 
@@ -108,7 +114,13 @@ def _output(handler: Handler, output: Any) -> dict[str, Any] | bytes:  # type: i
     if not isinstance(output, model):
         output = model.model_validate(output)
     written: bytes = output.__pydantic_serializer__.to_json(output)
-    _within_limits(output, texts=not texts_are_clean(written))
+    if (  # the common case, cheap
+        texts_are_clean(written)
+        and not output.__pydantic_extra__
+        and numbers_within_limits(output.__dict__)
+    ):
+        return written
+    _within_limits(output, texts=True)
     return written
 
 

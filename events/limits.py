@@ -139,7 +139,8 @@ def value_problem(value: Any, *, texts: bool = True, depth: int = 0) -> UnsafeVa
     if kind is float:
         return None if math.isfinite(value) else UnsafeValue("", "NaN and infinity are not allowed")
     if isinstance(value, BaseModel):  # its fields, as the object it is written as
-        return value_problem(dict(value), texts=texts, depth=depth)
+        fields, extra = value.__dict__, value.__pydantic_extra__  # (``dict(model)``: 20x)
+        return value_problem({**fields, **extra} if extra else fields, texts=texts, depth=depth)
     if isinstance(value, bool):
         return None
     if isinstance(value, int):  # a subclass (an IntEnum ...) is written as the number

@@ -7,11 +7,13 @@ deterministic events are published again, which changes nothing downstream.
 """
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
+from pydantic_core import from_json
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,13 +26,18 @@ def request_hash(raw: bytes) -> str:
     """What a JSON request says, independent of its spelling (key order, spaces): two
     bodies with the same Idempotency-Key must say the same to get the same job. Computed
     only for requests that carry a key."""
-    body = orjson.loads(raw)
+    body = from_json(raw, allow_inf_nan=True)  # as the request model read it
     normal = {
         "job_type": body["job_type"],
         "items": body["items"],
         "metadata": body.get("metadata"),
     }
-    return hashlib.sha256(orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        text = orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # what orjson cannot write (a field a model ignores)
+        written = json.dumps(normal, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = written.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(text).hexdigest()
 
 
 def find(session: Session, *, user_id: str, idempotency_key: str) -> AcceptedJob | None:
