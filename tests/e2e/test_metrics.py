@@ -17,6 +17,19 @@ from tests.integration.conftest import publish, wait_for
 
 def scrape(port: int, path: str = "/metrics") -> dict[tuple[str, tuple], float]:
     text = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5).text
+    return _parsed(text)
+
+
+def scrape_when_up(port: int) -> dict[tuple[str, tuple], float]:
+    """``scrape``, or nothing while the port does not answer yet (a part still starting, or
+    restarted by ``batchctl run``, on a loaded machine)."""
+    try:
+        return scrape(port)
+    except httpx.ConnectError:
+        return {}
+
+
+def _parsed(text: str) -> dict[tuple[str, tuple], float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -78,7 +91,7 @@ def test_the_documented_series_are_exposed(stack_env, engine, kafka_settings):
 
         worker = wait_for(
             lambda: (
-                (s := scrape(worker_port))
+                (s := scrape_when_up(worker_port))
                 and value(s, "batch_worker_dead_lettered_total", job_type="scripted") >= 1
                 and s
             ),
@@ -103,7 +116,7 @@ def test_the_documented_series_are_exposed(stack_env, engine, kafka_settings):
         wait_for(
             lambda: any(
                 n == "batch_consumer_lag" and ("group", group) in lbls
-                for (n, lbls) in scrape(worker_port)
+                for (n, lbls) in scrape_when_up(worker_port)
             ),
             30,
             "the worker's consumer lag series",
