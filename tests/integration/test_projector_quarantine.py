@@ -5,8 +5,6 @@ dead-lettered (``unprojectable``), its item fails with that code so that its job
 everything else is written in the same run, and a replay rebuilds the same tables."""
 
 import asyncio
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -17,7 +15,7 @@ from events.codec import encode
 from events.models import ItemSubmitted, ItemSucceeded
 from tests import factories as f
 from tests.integration.conftest import publish_many, wait_fully_folded, wait_job
-from tests.integration.test_poison_corpus import _rows
+from tests.integration.test_poison_corpus import _batchctl, _rows
 
 POISON_HASH = "d" * 64
 CONSTRAINTS = {
@@ -85,24 +83,12 @@ def test_a_record_postgresql_refuses_is_quarantined_and_the_rest_is_written(
         [topics.items("query"), topics.outcomes]
     )
     assert all("CheckViolation" in x.header("dlq.message") for x in letters)
-    listed = subprocess.run(
-        [sys.executable, "-m", "batchctl", "dlq", "list", "--reason", "unprojectable", "--json"],
-        env=stack_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    listed = _batchctl(stack_env, "dlq", "list", "--reason", "unprojectable", "--json")
     assert listed.returncode == 0 and listed.stdout.count('"unprojectable"') == 2
 
     wait_fully_folded(engine, kafka_settings, 60)
     live = _rows(engine, {job, other}, of_mine=True)
-    replayed = subprocess.run(
-        [sys.executable, "-m", "batchctl", "replay"],
-        env=stack_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    replayed = _batchctl(stack_env, "replay")
     assert replayed.returncode == 0, replayed.stderr
     wait_fully_folded(engine, kafka_settings, 60)
     assert _rows(engine, {job, other}, of_mine=True) == live
