@@ -21,12 +21,14 @@ from pydantic import ValidationError
 
 from consumers.deadlines import Deadlines, current_task
 from consumers.handlers.base import (
+    DependencyUnavailable,
     Handler,
     ItemContext,
     JsonOutput,
     PermanentError,
     TransientError,
 )
+from consumers.outage import Outage
 from events import outcome_wire
 from events.ids import job_id_text
 from events.limits import (
@@ -149,10 +151,12 @@ async def process_item(
     policy: RetryPolicy,
     deadlines: Deadlines | None = None,
     series: JobTypeSeries | None = None,
+    outage: Outage | None = None,
 ) -> Outcome:
     """The item's outcome, after as many attempts as it takes. ``series``: the job type's
-    metrics (``series_of(handler.job_type)``), when the caller has them at hand."""
-    outcome = process_item_now(handler, submitted, policy, deadlines, series)
+    metrics (``series_of(handler.job_type)``), when the caller has them at hand; ``outage``:
+    where waiting for an unavailable dependency is told (``consumers.outage``)."""
+    outcome = process_item_now(handler, submitted, policy, deadlines, series, outage)
     if type(outcome) is Outcome:
         return outcome
     return await outcome  # type: ignore[no-any-return,misc]
@@ -164,6 +168,7 @@ def process_item_now(
     policy: RetryPolicy,
     deadlines: Deadlines | None = None,
     series: JobTypeSeries | None = None,
+    outage: Outage | None = None,
 ) -> "Outcome | Coroutine[Any, Any, Outcome]":
     """``process_item`` as far as it goes without waiting: the outcome when the first
     attempt ends without the handler waiting on anything (a no-op or a pure computation:
@@ -190,9 +195,9 @@ def process_item_now(
     except Exception as exc:  # transient, or a bug: retried
         error = exc
     else:  # the handler waits: the rest runs in a task, under the timeout
-        rest = _Attempts(handler, job_id, job, index, item, policy, deadlines, series)
+        rest = _Attempts(handler, job_id, job, index, item, policy, deadlines, series, outage)
         return rest.resume(call, waiting_on, started)
-    rest = _Attempts(handler, job_id, job, index, item, policy, deadlines, series)
+    rest = _Attempts(handler, job_id, job, index, item, policy, deadlines, series, outage)
     return rest.retry(error, (time.perf_counter() - started) * 1000)
 
 
@@ -238,7 +243,17 @@ class _Attempts:
     """The attempts at one item after a first one that waited or failed
     (``process_item_now``)."""
 
-    __slots__ = ("deadlines", "handler", "index", "item", "job", "job_id", "policy", "series")
+    __slots__ = (
+        "deadlines",
+        "handler",
+        "index",
+        "item",
+        "job",
+        "job_id",
+        "outage",
+        "policy",
+        "series",
+    )
 
     def __init__(
         self,
@@ -250,9 +265,11 @@ class _Attempts:
         policy: RetryPolicy,
         deadlines: Deadlines | None,
         series: JobTypeSeries,
+        outage: Outage | None = None,
     ):
         self.handler, self.job_id, self.job, self.index = handler, job_id, job, index
         self.item, self.policy, self.deadlines, self.series = item, policy, deadlines, series
+        self.outage = outage
 
     async def resume(
         self, call: Coroutine[Any, Any, Any], waiting_on: Any, started: float
@@ -270,37 +287,72 @@ class _Attempts:
             return await self.retry(exc, (time.perf_counter() - started) * 1000)
 
     async def retry(self, error: Exception, spent_ms: float, attempt: int = 1) -> Outcome:
-        """Attempts after attempt ``attempt``, which failed with ``error``."""
+        """Attempts after attempt ``attempt``, which failed with ``error``. An attempt that
+        found a dependency unavailable does not count: the item waits for it (capped
+        backoff with jitter, the worker told through ``outage``) and tries again."""
         handler, timeout_s = self.handler, self.handler.timeout_s
         job, index = self.job, self.index
-        while True:
-            code, message = _transient(error, timeout_s)
-            if attempt >= self.policy.max_attempts:
-                self.series.handler_seconds.observe(spent_ms / 1000)
-                return failed(job, index, code, message, attempt, spent_ms)
-            self.series.retries.inc()
-            log.info(
-                "item %s/%s attempt %d failed (%s); retrying",
-                job,
-                index,
-                attempt,
-                code,
-                extra={"job_id": job, "item_index": index, "error_code": code},
-            )
-            await asyncio.sleep(self.policy.delay(attempt))
-            attempt += 1
-            started = time.perf_counter()
-            try:
-                context = ItemContext(self.job_id, index, attempt)
-                result = await self._timed(handler.handle(self.item, context), timeout_s)
-                return _succeeded(
-                    handler, self.series, job, index, attempt, result, started, spent_ms
-                )
-            except PermanentError as exc:
-                return _permanent(self.series, job, index, exc, attempt, started, spent_ms)
-            except Exception as exc:  # transient, timeout, bad output or a bug: retried
-                error = exc
-                spent_ms += (time.perf_counter() - started) * 1000
+        waiting_for: str | None = None  # the dependency this item waits for
+        outage_tries = 0
+        try:
+            while True:
+                if isinstance(error, DependencyUnavailable):
+                    if waiting_for is None:
+                        waiting_for = error.dependency
+                        self._met(error, attempt)
+                    await asyncio.sleep(Outage.delay(outage_tries))
+                    outage_tries += 1
+                else:
+                    if waiting_for is not None:
+                        self._over(waiting_for)
+                        waiting_for, outage_tries = None, 0
+                    code, message = _transient(error, timeout_s)
+                    if attempt >= self.policy.max_attempts:
+                        self.series.handler_seconds.observe(spent_ms / 1000)
+                        return failed(job, index, code, message, attempt, spent_ms)
+                    self.series.retries.inc()
+                    log.info(
+                        "item %s/%s attempt %d failed (%s); retrying",
+                        job,
+                        index,
+                        attempt,
+                        code,
+                        extra={"job_id": job, "item_index": index, "error_code": code},
+                    )
+                    await asyncio.sleep(self.policy.delay(attempt))
+                    attempt += 1
+                started = time.perf_counter()
+                try:
+                    context = ItemContext(self.job_id, index, attempt)
+                    result = await self._timed(handler.handle(self.item, context), timeout_s)
+                    return _succeeded(
+                        handler, self.series, job, index, attempt, result, started, spent_ms
+                    )
+                except PermanentError as exc:
+                    return _permanent(self.series, job, index, exc, attempt, started, spent_ms)
+                except Exception as exc:  # transient, timeout, bad output, unavailable, a bug
+                    error = exc
+                    spent_ms += (time.perf_counter() - started) * 1000
+        finally:
+            if waiting_for is not None:
+                self._over(waiting_for)
+
+    def _met(self, error: DependencyUnavailable, attempt: int) -> None:
+        log.debug(  # (the worker says it once, as it pauses)
+            "item %s/%s waits for %s (attempt %d not spent): %s",
+            self.job,
+            self.index,
+            error.dependency,
+            attempt,
+            error.message,
+            extra={"job_id": self.job, "item_index": self.index},
+        )
+        if self.outage is not None:
+            self.outage.met(error.dependency)
+
+    def _over(self, dependency: str) -> None:
+        if self.outage is not None:
+            self.outage.over(dependency)
 
     async def _timed(self, call: Awaitable[Any], timeout_s: float) -> Any:
         deadlines = self.deadlines

@@ -35,6 +35,7 @@ from consumers.handlers.base import Handler
 from consumers.item_reader import ItemReader, UnexpectedEvent
 from consumers.lanes import YIELD_EVERY, KeyedDispatcher
 from consumers.offsets import PartitionOffsets
+from consumers.outage import Outage
 from consumers.processing import (
     Outcome,
     RetryPolicy,
@@ -118,6 +119,8 @@ class Worker:
         self._last_commit = 0.0
         self.deadlines = Deadlines()
         self._releasing = asyncio.Lock()
+        self.outage = Outage(handler.job_type)
+        self._paused_for: list[str] = []  # the dependencies fetching is paused for
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -126,6 +129,7 @@ class Worker:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
+                self._follow_the_outage()
                 fetch = asyncio.ensure_future(
                     self.consumer.getmany(
                         timeout_ms=200, max_records=self.settings.worker_max_batch
@@ -142,6 +146,27 @@ class Worker:
         finally:
             stopping.cancel()
             await self.shutdown()
+
+    def _follow_the_outage(self) -> None:
+        """While an item waits for an unavailable dependency, fetch nothing new: pause every
+        partition (the loop keeps polling, so the worker stays in its group); resume when
+        none waits any more."""
+        down = self.outage.down
+        assigned = self.consumer.assignment()
+        if down:
+            if assigned:
+                self.consumer.pause(*assigned)  # (again: a rebalance may have added some)
+            if down != self._paused_for:
+                log.warning(
+                    "pausing: %s unavailable; %d items wait for it, attempts not spent",
+                    ", ".join(down),
+                    sum(self.outage.waiting.values()),
+                )
+        elif self._paused_for:
+            if assigned:
+                self.consumer.resume(*assigned)
+            log.warning("resuming: %s answers again", ", ".join(self._paused_for))
+        self._paused_for = down
 
     async def _dispatch(self, tp: TopicPartition, records: list[Record]) -> None:
         if tp in self.revoked or tp not in self.consumer.assignment():
@@ -226,7 +251,9 @@ class Worker:
             job = item.job_text
             if self.cancellations is not None and self.cancellations.is_cancelled(job):
                 return cancelled(job, item.item_index)
-            outcome = process_item_now(self.handler, item, self.policy, self.deadlines, self.series)
+            outcome = process_item_now(
+                self.handler, item, self.policy, self.deadlines, self.series, self.outage
+            )
             if type(outcome) is not Outcome:  # the handler waits, or is retried
                 later: Coroutine[Any, Any, Outcome] = outcome  # type: ignore[assignment]
                 return self._rest(work, self._emit_later(work, job, later))

@@ -25,6 +25,11 @@ DEAD_LETTERED = Counter(
     "Events sent to the dead-letter topic",
     ["job_type", "reason"],
 )
+WORKER_PAUSED = Gauge(
+    "batch_worker_paused",
+    "1 while a worker's fetching is paused: an item waits for this dependency to answer",
+    ["job_type", "dependency"],
+)
 CONSUMER_LAG = Gauge(
     "batch_consumer_lag",
     "Records behind the end of the partition",

@@ -55,6 +55,17 @@ class TransientError(Exception):
         self.message = message
 
 
+class DependencyUnavailable(Exception):
+    """A dependency the handler needs (a database, a service) does not answer: not the item's
+    fault. The worker stops fetching and tries the item again, with capped backoff and
+    jitter, until the dependency answers; the item's attempts are not spent."""
+
+    def __init__(self, dependency: str, message: str):
+        super().__init__(f"{dependency} is unavailable: {message}")
+        self.dependency = dependency
+        self.message = message
+
+
 class Handler(ABC, Generic[In, Out]):
     """A job type: its name, input and output models, routing key, timeout and logic."""
 
@@ -89,7 +100,8 @@ class Handler(ABC, Generic[In, Out]):
 
     @abstractmethod
     async def handle(self, item: In, context: ItemContext) -> Out | JsonOutput:
-        """Process one item. Raise PermanentError or TransientError to fail it."""
+        """Process one item. Raise PermanentError or TransientError to fail it, and
+        DependencyUnavailable when what it needs does not answer."""
 
 
 def default_routing_keys(job_id: str, start: int, count: int) -> list[str]:

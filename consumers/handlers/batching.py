@@ -186,8 +186,8 @@ class MicroBatcher(Generic[Req, Res]):
                 log.warning("%s: a request was refused as data: %r", self._name, exc)
                 message = f"refused by the database: {type(exc).__name__}: {exc}".strip()
                 failure = PermanentError("invalid_input", message)
-            else:
-                log.warning("%s: a batch of %d failed: %r", self._name, len(live), exc)
+            else:  # (a database down fails every batch: its handler and worker say so)
+                log.info("%s: a batch of %d failed: %r", self._name, len(live), exc)
             for _, future in live:
                 if not future.done():
                     future.set_exception(failure)

@@ -1,9 +1,12 @@
 """The registry as the handlers use it: async, batched, with a cache of public keys."""
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
+import psycopg2
+
+from consumers.handlers.base import DependencyUnavailable
 from consumers.handlers.batching import MicroBatcher
 from consumers.handlers.registry_store import (
     DeviceRow,
@@ -14,7 +17,7 @@ from consumers.handlers.registry_store import (
     ProofRow,
     RegistryStore,
 )
-from consumers.handlers.verified_locks import verify_then_lock_all
+from consumers.handlers.verified_locks import RegistryUnavailable, verify_then_lock_all
 from streaming.settings import DatabaseSettings
 
 T = TypeVar("T")
@@ -44,9 +47,11 @@ class DeviceRegistry:
         self._stores: list[RegistryStore] = []
         self._batchers: list[MicroBatcher[Any, Any]] = []
         self._keys: dict[str, bytes] = {}
-        self.enroll = self._batched("enroll", lambda store: store.enroll).submit
-        self._public_keys = self._batched("public-keys", lambda store: store.public_keys).submit
-        self.look_up = self._batched("look-up", lambda store: store.look_up).submit
+        self.enroll = _answered(self._batched("enroll", lambda store: store.enroll).submit)
+        self._public_keys = _answered(
+            self._batched("public-keys", lambda store: store.public_keys).submit
+        )
+        self.look_up = _answered(self._batched("look-up", lambda store: store.look_up).submit)
         self._verify_lock: MicroBatcher[LockRequest, LockedProof | None] | None = None
         if verifies:
             # A worker never has two locks of one hash in flight (they share a routing key),
@@ -94,7 +99,31 @@ class DeviceRegistry:
         """Lock the proof when its signature verifies (the hash's row), else None."""
         if self._verify_lock is None:
             raise RuntimeError("this registry was made without verification (verifies=False)")
-        return await self._verify_lock.submit(request)
+        try:
+            return await self._verify_lock.submit(request)
+        except UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+
+
+# What says the registry's database does not answer (a restart, a lost connection; a
+# deadlock or a cancelled statement too: trying again is right for those as well).
+UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, RegistryUnavailable)
+
+
+def _unavailable(exc: BaseException) -> DependencyUnavailable:
+    return DependencyUnavailable("postgresql", f"{type(exc).__name__}: {exc}".strip())
+
+
+def _answered(submit: Callable[[T], Awaitable[R]]) -> Callable[[T], Awaitable[R]]:
+    """``submit``, with the database not answering said as ``DependencyUnavailable``."""
+
+    async def submitted(request: T) -> R:
+        try:
+            return await submit(request)
+        except UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+
+    return submitted
 
 
 class RegistryBacked:

@@ -15,7 +15,11 @@ from consumers.handlers.signatures import verify
 
 
 class RegistryUnavailable(Exception):
-    """The registry's database failed this batch (the message says how)."""
+    """The registry's database did not answer for this batch (the message says how)."""
+
+
+class RegistryFailed(Exception):
+    """The registry's database failed this batch otherwise (the message says how)."""
 
 
 class RegistryRefusedData(ValueError):
@@ -42,6 +46,8 @@ def verify_then_lock_all(
         rows = iter(store.lock(to_lock))
     except (psycopg2.DataError, psycopg2.IntegrityError) as exc:  # (see below)
         raise RegistryRefusedData(f"{type(exc).__name__}: {exc}".strip()) from None
-    except psycopg2.Error as exc:  # its own class: psycopg2's errors do not always pickle
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:  # (see below)
         raise RegistryUnavailable(f"{type(exc).__name__}: {exc}".strip()) from None
+    except psycopg2.Error as exc:  # its own class: psycopg2's errors do not always pickle
+        raise RegistryFailed(f"{type(exc).__name__}: {exc}".strip()) from None
     return [next(rows) if ok else None for ok in verified]

@@ -7,7 +7,14 @@ import pytest
 from pydantic import BaseModel
 
 from consumers.deadlines import Deadlines, bind_runner_task
-from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
+from consumers.handlers.base import (
+    DependencyUnavailable,
+    Handler,
+    ItemContext,
+    PermanentError,
+    TransientError,
+)
+from consumers.outage import Outage
 from consumers.processing import Outcome, RetryPolicy, SubmittedItem, error_code, process_item_now
 from consumers.processing import process_item as process_to_bytes
 from events.codec import decode
@@ -242,3 +249,43 @@ async def test_a_first_attempt_that_waits_is_finished_in_another_task_within_its
     finally:
         if deadlines is not None:
             await deadlines.stop()
+
+
+async def test_an_unavailable_dependency_spends_no_attempt_and_the_worker_is_told(monkeypatch):
+    """A database restarting for longer than all the retries' backoff: the item waits for
+    it (the worker pausing meanwhile), and succeeds on its first counted attempt."""
+    monkeypatch.setattr(Outage, "delay", staticmethod(lambda tries: 0.005))
+    down = DependencyUnavailable("postgresql", "the database system is starting up")
+    handler = Scripted(*([down] * 8))  # more than max_attempts
+    outage = Outage("scripted")
+    seen: list[list[str]] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(outage.down)
+            await asyncio.sleep(0.001)
+
+    watcher = asyncio.create_task(watch())
+    outcome = await process_to_bytes(handler, SubmittedItem.of(submitted()), FAST, outage=outage)
+    watcher.cancel()
+    event = decode(outcome.value)
+    assert isinstance(event, ItemSucceeded) and event.attempts == 1
+    assert handler.calls == 9
+    assert ["postgresql"] in seen and outage.down == []  # told, then over
+
+
+async def test_only_the_other_failures_count_as_attempts(monkeypatch):
+    monkeypatch.setattr(Outage, "delay", staticmethod(lambda tries: 0.001))
+    down = DependencyUnavailable("postgresql", "restarting")
+    flaky = TransientError("flaky", "try again")
+    handler = Scripted(down, flaky, down, down, flaky, down, flaky)  # 3 real failures
+    event = await process_item(handler, submitted(), FAST)
+    assert isinstance(event, ItemFailed) and event.attempts == 3
+    assert event.error_code == "flaky"
+    handler = Scripted(down, flaky, down, flaky, down)
+    outage = Outage("scripted")
+    event = decode(
+        (await process_to_bytes(handler, SubmittedItem.of(submitted()), FAST, outage=outage)).value
+    )
+    assert isinstance(event, ItemSucceeded) and event.attempts == 3
+    assert outage.down == []
