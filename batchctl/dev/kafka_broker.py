@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -195,10 +196,35 @@ async def is_ready(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
         await client.close()
 
 
+def is_ours(settings: DevSettings, bootstrap_servers: str) -> bool:
+    """Whether ``bootstrap_servers`` is this checkout's broker (as ``.dev/env`` names it):
+    then ``dev up`` starts it again if it died, rather than only waiting for it."""
+    return (
+        bootstrap_servers.strip() == settings.bootstrap_servers
+        and (_data_dir(settings) / "meta.properties").exists()
+    )
+
+
+def _data_dir(settings: DevSettings) -> Path:
+    return settings.kafka_dir / "data"
+
+
+def shut_down_cleanly(settings: DevSettings) -> bool:
+    """Whether the broker's last run ended cleanly: Kafka leaves this marker in its log dir
+    then, and recovers every log it finds without it (after a kill -9, a crash)."""
+    return (_data_dir(settings) / ".kafka_cleanshutdown").exists()
+
+
 def wait_ready(
-    bootstrap_servers: str, timeout_s: float, pid: int | None = None, log: Path | None = None
+    bootstrap_servers: str,
+    timeout_s: float,
+    pid: int | None = None,
+    log: Path | None = None,
+    waiting_for: str = "start-up",
 ) -> None:
-    deadline = time.monotonic() + timeout_s
+    """Wait for a metadata answer, saying every ``PROGRESS_EVERY_S`` what for."""
+    started = time.monotonic()
+    deadline, said = started + timeout_s, started
     while time.monotonic() < deadline:
         if asyncio.run(is_ready(bootstrap_servers)):
             return
@@ -208,8 +234,22 @@ def wait_ready(
             except ProcessLookupError:
                 tail = log.read_text()[-3000:] if log and log.exists() else ""
                 raise DevServiceError(f"the Kafka broker exited during start-up:\n{tail}") from None
+        if time.monotonic() - said >= PROGRESS_EVERY_S:
+            said = time.monotonic()
+            print(
+                f"waiting for Kafka at {bootstrap_servers}: {waiting_for} "
+                f"({said - started:.0f}s of at most {timeout_s:.0f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
         time.sleep(0.5)
-    raise DevServiceError(f"Kafka at {bootstrap_servers} did not answer within {timeout_s:.0f}s")
+    raise DevServiceError(
+        f"Kafka at {bootstrap_servers} did not answer within {timeout_s:.0f}s ({waiting_for})"
+    )
+
+
+PROGRESS_EVERY_S = 10.0
+RECOVERY_TIMEOUT_S = 600.0  # a log recovery reads every segment written since the last flush
 
 
 def start(settings: DevSettings, *, timeout_s: float = 90) -> str:
@@ -222,7 +262,9 @@ def start(settings: DevSettings, *, timeout_s: float = 90) -> str:
         return f"Kafka already answering on {settings.bootstrap_servers} (not started by batchctl)"
     ensure_jars(settings)
     props = _write_config(settings)
+    ran_before = (_data_dir(settings) / "meta.properties").exists()
     _format_storage(settings, props)
+    recovering = ran_before and not shut_down_cleanly(settings)
     log = settings.kafka_dir / "broker.log"
     heap = f"{settings.kafka_heap_mb}m"
     with log.open("ab") as out:
@@ -246,7 +288,16 @@ def start(settings: DevSettings, *, timeout_s: float = 90) -> str:
             start_new_session=True,
         )
     _pid_file(settings).write_text(str(process.pid))
-    wait_ready(settings.bootstrap_servers, timeout_s, process.pid, log)
+    if recovering:  # as long as it takes, within a bound, saying so
+        wait_ready(
+            settings.bootstrap_servers,
+            max(timeout_s, RECOVERY_TIMEOUT_S),
+            process.pid,
+            log,
+            "its log recovery after an unclean shutdown (a kill or a crash)",
+        )
+    else:
+        wait_ready(settings.bootstrap_servers, timeout_s, process.pid, log)
     return (
         f"Kafka {KAFKA_VERSION} started (pid {process.pid}) on {settings.bootstrap_servers}, "
         f"data in {settings.kafka_dir / 'data'}"

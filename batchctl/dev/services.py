@@ -17,10 +17,11 @@ def up(settings: DevSettings | None = None) -> Iterator[str]:
     from streaming.topics_admin import create_topics
 
     settings = settings or DevSettings()
-    if servers := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if servers and not kafka_broker.is_ours(settings, servers):
         kafka_broker.wait_ready(servers, timeout_s=30)
         yield f"Kafka from KAFKA_BOOTSTRAP_SERVERS ({servers}) answers"
-    else:
+    else:  # ours (also when .dev/env named it): started again if it died
         yield kafka_broker.start(settings)
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     url, line = postgres.start(settings)

@@ -1,0 +1,195 @@
+"""Chaos: infrastructure faults in the middle of a 50,000-item job with a real handler
+(``query``, which reads the registry in PostgreSQL). Every scenario ends with every item
+exactly one terminal row, the counters equal to the rows, no item failed, the job completed;
+and prints the time from the fault to throughput back at half its rate before it."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from batchctl.dev import kafka_broker
+from batchctl.dev.settings import DevSettings
+from events.codec import encode
+from tests import factories as f
+from tests.integration.conftest import publish_many, wait_for, wait_job
+from tests.integration.test_projector import _local_cluster
+
+ITEMS = 50_000
+
+
+def _publish_job(settings: Any) -> uuid.UUID:
+    topics = settings.topics
+    job_id = uuid.uuid4()
+    messages = [(topics.jobs, str(job_id).encode(), encode(f.job_submitted(job_id, ITEMS)))]
+    messages += [
+        (topics.items("query"), f"{job_id}:{i}".encode(), encode(f.item_submitted(job_id, i)))
+        for i in range(ITEMS)
+    ]
+    asyncio.run(publish_many(settings, messages))
+    return job_id
+
+
+def _ended(engine: Any, job_id: uuid.UUID) -> int | None:
+    """Items of the job with a terminal row, or None while the database does not answer."""
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM items WHERE job_id = :id AND status <> 'pending'"),
+                    {"id": job_id},
+                ).scalar_one()
+            )
+    except Exception:
+        engine.dispose()
+        return None
+
+
+class Progress:
+    """Samples a job's progress, to tell when throughput is back after a fault."""
+
+    def __init__(self, engine: Any, job_id: uuid.UUID):
+        self.engine, self.job_id = engine, job_id
+        self.samples: list[tuple[float, int]] = []
+
+    def sample(self) -> int:
+        ended = _ended(self.engine, self.job_id)
+        if ended is not None:
+            self.samples.append((time.monotonic(), ended))
+        return ended or 0
+
+    def rate(self, since: float, until: float) -> float:
+        window = [(t, n) for t, n in self.samples if since <= t <= until]
+        if len(window) < 2 or window[-1][0] == window[0][0]:
+            return 0.0
+        return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+
+    def wait_until(self, count: int, timeout_s: float) -> None:
+        wait_for(lambda: self.sample() >= count, timeout_s, f"{count} items ended")
+
+    def recovery_s(self, fault_at: float, rate_before: float, timeout_s: float = 240) -> float:
+        """Seconds from the fault until a second's throughput is back at half the rate
+        before it (or the job has ended)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.sample()
+            now = time.monotonic()
+            if self.samples and self.samples[-1][1] >= ITEMS:
+                return now - fault_at
+            if now - fault_at > 1 and self.rate(now - 1.0, now) >= rate_before / 2:
+                return now - fault_at
+            time.sleep(0.2)
+        raise AssertionError(f"throughput not back within {timeout_s:.0f}s of the fault")
+
+
+def _assert_exact(engine: Any, job_id: uuid.UUID) -> None:
+    job = wait_job(engine, job_id, 300, lambda j: j["status"] == "completed", "the job")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT item_index),"
+                " count(*) FILTER (WHERE status = 'success'),"
+                " count(*) FILTER (WHERE status = 'failed') FROM items WHERE job_id = :id"
+            ),
+            {"id": job_id},
+        ).one()
+    assert tuple(rows) == (ITEMS, ITEMS, ITEMS, 0), rows
+    assert (job["processed_items"], job["success_items"], job["failed_items"]) == (ITEMS, ITEMS, 0)
+
+
+def _scenario(
+    name: str, engine: Any, kafka_settings: Any, processes: Any, fault: Callable[[], None]
+) -> None:
+    job_id = _publish_job(kafka_settings)
+    processes.start("projector")
+    processes.start("worker", "--job-type", "query")
+    progress = Progress(engine, job_id)
+    progress.wait_until(ITEMS // 5, 120)
+    before = time.monotonic()
+    progress.wait_until(ITEMS // 4, 60)
+    rate = progress.rate(before - 5, time.monotonic())
+    fault_at = time.monotonic()
+    fault()
+    recovered = progress.recovery_s(fault_at, rate)
+    print(
+        f"\nchaos {name}: throughput back at half its rate ({rate:,.0f}/s) {recovered:.1f}s after"
+    )
+    _assert_exact(engine, job_id)
+
+
+def _cluster_or_skip(database_url: str) -> list[str]:
+    cluster = _local_cluster()
+    if cluster is None or ("127.0.0.1" not in database_url and "localhost" not in database_url):
+        pytest.skip("needs the machine's own PostgreSQL cluster and root to restart it")
+    return cluster
+
+
+def test_postgresql_restarted_in_immediate_mode(engine, kafka_settings, processes, database_url):
+    cluster = _cluster_or_skip(database_url)
+
+    def restart() -> None:
+        subprocess.run(["pg_ctlcluster", *cluster, "restart", "-m", "immediate"], check=True)
+
+    _scenario("postgresql restarted (immediate)", engine, kafka_settings, processes, restart)
+
+
+def test_postgresql_stopped_for_20_seconds(engine, kafka_settings, processes, database_url):
+    cluster = _cluster_or_skip(database_url)
+
+    def stop_20s() -> None:
+        subprocess.run(["pg_ctlcluster", *cluster, "stop", "-m", "immediate"], check=True)
+        try:
+            time.sleep(20)
+        finally:
+            subprocess.run(["pg_ctlcluster", *cluster, "start"], check=True)
+
+    _scenario("postgresql stopped for 20s", engine, kafka_settings, processes, stop_20s)
+
+
+def test_the_broker_killed_and_brought_back(engine, kafka_settings, processes, stack_env):
+    dev = DevSettings()
+    if not kafka_broker.is_ours(dev, kafka_settings.kafka_bootstrap_servers):
+        pytest.skip("needs the local broker of `batchctl dev up`, which this test kills")
+
+    def kill_and_bring_back() -> None:
+        pid = kafka_broker.running_pid(dev)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: kafka_broker.running_pid(dev) is None, 30, "the broker to die")
+        up = subprocess.run(
+            [sys.executable, "-m", "batchctl", "dev", "up"],
+            env=stack_env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert up.returncode == 0, up.stdout + up.stderr  # the first try
+
+    _scenario(
+        "broker killed (kill -9), dev up", engine, kafka_settings, processes, kill_and_bring_back
+    )
+
+
+@pytest.mark.parametrize("part", ["worker", "projector"])
+def test_a_part_killed_with_kill_9_and_started_again(engine, kafka_settings, processes, part):
+    def kill_and_restart() -> None:
+        victim = next(
+            p for p in reversed(processes.running) if p.args[3] == part and p.poll() is None
+        )
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        if part == "worker":
+            processes.start("worker", "--job-type", "query")
+        else:
+            processes.start("projector")
+
+    _scenario(f"{part} killed (kill -9)", engine, kafka_settings, processes, kill_and_restart)
