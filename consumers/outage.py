@@ -14,7 +14,7 @@ from streaming.metrics import WORKER_PAUSED
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 0.1
-BACKOFF_MAX_S = 5.0
+BACKOFF_MAX_S = 2.0
 
 
 class Outage:

@@ -29,7 +29,7 @@ from streaming.dead_letters import DeadLetterPublisher
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 10.0
+MAX_BACKOFF_S = 2.0  # a database back is noticed within 2s; trying costs little
 # Connection-level failures only: a SQL error is a bug, and retrying it would hide it.
 DATABASE_ERRORS = (
     psycopg2.OperationalError,
