@@ -9,16 +9,20 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import sessionmaker
 
 from batchctl.dev import kafka_broker
 from batchctl.dev.settings import DevSettings
 from events.codec import encode
+from ingest_api.api_keys import create_key
 from tests import factories as f
+from tests.e2e.test_batchctl_run import _ready, free_port
 from tests.integration.conftest import publish_many, wait_for, wait_fully_folded, wait_job
 from tests.integration.test_poison_corpus import _batchctl, _rows
 from tests.integration.test_projector import _local_cluster
@@ -107,19 +111,24 @@ def _assert_exact(engine: Any, job_id: uuid.UUID) -> None:
 
 
 def _scenario(
-    name: str, engine: Any, kafka_settings: Any, processes: Any, fault: Callable[[], None]
+    name: str,
+    engine: Any,
+    kafka_settings: Any,
+    processes: Any,
+    fault: Callable[[uuid.UUID], None],
+    **worker_env: str,
 ) -> None:
     job_id = _publish_job(kafka_settings)
     FAULTED.add(job_id)
     processes.start("projector")
-    processes.start("worker", "--job-type", "query")
+    processes.start("worker", "--job-type", "query", **worker_env)
     progress = Progress(engine, job_id)
     progress.wait_until(ITEMS // 5, 120)
     before = time.monotonic()
     progress.wait_until(ITEMS // 4, 60)
     rate = progress.rate(before - 5, time.monotonic())
     fault_at = time.monotonic()
-    fault()
+    fault(job_id)
     recovered = progress.recovery_s(fault_at, rate)
     print(
         f"\nchaos {name}: throughput back at half its rate ({rate:,.0f}/s) {recovered:.1f}s after"
@@ -137,7 +146,7 @@ def _cluster_or_skip(database_url: str) -> list[str]:
 def test_postgresql_restarted_in_immediate_mode(engine, kafka_settings, processes, database_url):
     cluster = _cluster_or_skip(database_url)
 
-    def restart() -> None:
+    def restart(job_id: uuid.UUID) -> None:
         subprocess.run(["pg_ctlcluster", *cluster, "restart", "-m", "immediate"], check=True)
 
     _scenario("postgresql restarted (immediate)", engine, kafka_settings, processes, restart)
@@ -146,7 +155,7 @@ def test_postgresql_restarted_in_immediate_mode(engine, kafka_settings, processe
 def test_postgresql_stopped_for_20_seconds(engine, kafka_settings, processes, database_url):
     cluster = _cluster_or_skip(database_url)
 
-    def stop_20s() -> None:
+    def stop_20s(job_id: uuid.UUID) -> None:
         subprocess.run(["pg_ctlcluster", *cluster, "stop", "-m", "immediate"], check=True)
         try:
             time.sleep(20)
@@ -158,10 +167,11 @@ def test_postgresql_stopped_for_20_seconds(engine, kafka_settings, processes, da
 
 def test_the_broker_killed_and_brought_back(engine, kafka_settings, processes):
     dev = DevSettings()
-    if not kafka_broker.is_ours(dev, kafka_settings.kafka_bootstrap_servers):
+    servers = kafka_settings.kafka_bootstrap_servers
+    if not kafka_broker.is_ours(dev, servers) or kafka_broker.running_pid(dev) is None:
         pytest.skip("needs the local broker of `batchctl dev up`, which this test kills")
 
-    def kill_and_bring_back() -> None:
+    def kill_and_bring_back(job_id: uuid.UUID) -> None:
         pid = kafka_broker.running_pid(dev)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
@@ -175,7 +185,7 @@ def test_the_broker_killed_and_brought_back(engine, kafka_settings, processes):
 
 @pytest.mark.parametrize("part", ["worker", "projector"])
 def test_a_part_killed_with_kill_9_and_started_again(engine, kafka_settings, processes, part):
-    def kill_and_restart() -> None:
+    def kill_and_restart(job_id: uuid.UUID) -> None:
         victim = next(
             p for p in reversed(processes.running) if p.args[3] == part and p.poll() is None
         )
@@ -187,6 +197,72 @@ def test_a_part_killed_with_kill_9_and_started_again(engine, kafka_settings, pro
             processes.start("projector")
 
     _scenario(f"{part} killed (kill -9)", engine, kafka_settings, processes, kill_and_restart)
+
+
+def test_workers_joining_and_leaving_with_sigterm_and_kill_9(engine, kafka_settings, processes):
+    slow = {"WORKER_CONCURRENCY": "4"}  # (so that the job outlasts the churn)
+
+    def churn(job_id: uuid.UUID) -> None:
+        first = next(p for p in processes.running if p.args[3] == "worker")
+        joined = [processes.start("worker", "--job-type", "query", **slow) for _ in range(2)]
+        time.sleep(3)
+        first.terminate()  # leaves cleanly: commits what is acknowledged
+        assert first.wait(30) == 0
+        time.sleep(1)
+        joined[0].send_signal(signal.SIGKILL)  # leaves abruptly
+        joined[0].wait()
+        assert (_ended(engine, job_id) or 0) < ITEMS, "the job outran the churn"
+
+    _scenario(
+        "workers joining, leaving (SIGTERM, kill -9)",
+        engine,
+        kafka_settings,
+        processes,
+        churn,
+        **slow,
+    )
+
+
+def test_the_api_killed_during_an_upload_and_the_upload_retried(engine, kafka_settings, processes):
+    """An NDJSON upload cut by a kill -9 of the API; the client sends it again with the same
+    Idempotency-Key once the API is back: one job, every item once."""
+    with sessionmaker(engine)() as session:
+        secret = create_key(session, user_id="chaos").secret
+    port = free_port()
+    processes.start("projector")
+    processes.start("worker", "--job-type", "query")
+    api = processes.start("api", "--port", str(port))
+    wait_for(lambda: _ready(port), 60, "the API")
+    headers = {
+        "Authorization": f"Bearer {secret}",
+        "Content-Type": "application/x-ndjson",
+        "Idempotency-Key": f"chaos-{uuid.uuid4()}",
+    }
+    url = f"http://127.0.0.1:{port}/batch/jobs?job_type=query"
+    lines = [b'{"content_hash": "%064x"}\n' % i for i in range(ITEMS)]
+
+    def body(kill_at: int | None) -> Iterator[bytes]:
+        for start in range(0, ITEMS, 1000):
+            if kill_at is not None and start >= kill_at:
+                api.send_signal(signal.SIGKILL)  # mid-upload
+                api.wait()
+                time.sleep(0.5)
+            yield b"".join(lines[start : start + 1000])
+
+    fault_at = time.monotonic()
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(url, content=body(ITEMS // 3), headers=headers, timeout=60)
+    processes.start("api", "--port", str(port))
+    wait_for(lambda: _ready(port), 60, "the API again")
+    response = httpx.post(url, content=body(None), headers=headers, timeout=120)
+    assert response.status_code == 202, response.text
+    accepted_s = time.monotonic() - fault_at
+    print(f"\nchaos api killed during an upload: accepted again {accepted_s:.1f}s after")
+    job_id = uuid.UUID(response.json()["batch_job_id"])
+    FAULTED.add(job_id)
+    _assert_exact(engine, job_id)
+    again = httpx.post(url, content=body(None), headers=headers, timeout=120)
+    assert again.status_code == 202 and again.json()["batch_job_id"] == str(job_id)
 
 
 def test_replays_after_the_faults_rebuild_the_same_tables(
