@@ -187,7 +187,14 @@ def replay(
     """Rebuild the projected tables from the start of the topics."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from projections.replay import ProjectorRunning, replay_in_place, replay_shadow
+    from projections.app import DATABASE_ERRORS
+    from projections.replay import (
+        ProjectorRunning,
+        ReplayInterrupted,
+        ReplayRunning,
+        replay_in_place,
+        replay_shadow,
+    )
     from projections.settings import ProjectorSettings
 
     logs.configure("replay")
@@ -212,8 +219,12 @@ def replay(
 
         try:
             done = asyncio.run(mode(ProjectorSettings(), show))
-        except ProjectorRunning as exc:
+        except (ProjectorRunning, ReplayRunning) as exc:
             raise _fail(str(exc)) from None
+        except ReplayInterrupted as exc:
+            raise _fail(f"the replay was interrupted: {exc}; run it again") from None
+        except DATABASE_ERRORS as exc:
+            raise _fail(f"the database is not reachable: {type(exc).__name__}: {exc}") from None
     how = "in place" if in_place else "into new tables, swapped in"
     console.print(
         f"replayed {done.total:,} events {how} in {done.elapsed_s:.1f}s "

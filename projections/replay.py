@@ -20,6 +20,7 @@ import asyncio
 import re
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from projections.app import folding_consumer, lock_key
+from projections.app import DATABASE_ERRORS, folding_consumer, lock_key
 from projections.event_time import EventTimeBatches
 from projections.projector import Projector, favour_the_writer, write_behind
 from projections.registry_rebuild import rebuild_registry
@@ -45,6 +46,39 @@ DELETE FROM projection_checkpoints WHERE projection = %s;
 
 class ProjectorRunning(Exception):
     """Another process holds the projection: an in-place replay would race it."""
+
+
+class ReplayRunning(Exception):
+    """Another shadow replay is running."""
+
+
+class ReplayInterrupted(Exception):
+    """The database went away during a replay (a restart): the live tables are as they were,
+    or swapped whole (``swapped``); running the replay again is safe."""
+
+    def __init__(self, cause: BaseException, *, swapped: bool):
+        state = "the new tables were swapped in" if swapped else "the live tables are unchanged"
+        super().__init__(f"the database went away ({type(cause).__name__}): {state}")
+        self.swapped = swapped
+
+
+# A shadow replay holds it: one at a time, and what a replay that lost its connection left
+# (its ``replay_*`` and ``retired_*`` schemas) is dropped by the next.
+REPLAY_LOCK = zlib.crc32(b"archiveorigin-batch shadow replay")
+LEFTOVERS = """
+SELECT nspname FROM pg_namespace WHERE nspname LIKE 'replay\\_%' OR nspname LIKE 'retired\\_%'
+"""
+
+
+def _take_the_replay_lock(conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (REPLAY_LOCK,))
+        if not cur.fetchone()[0]:
+            raise ReplayRunning("another shadow replay is running: wait for it to end")
+        cur.execute(LEFTOVERS)
+        for (schema,) in cur.fetchall():
+            cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    conn.commit()
 
 
 @dataclass
@@ -175,8 +209,9 @@ async def replay_shadow(
     admin: Any = admin_raw.driver_connection
     shadow: Any = shadow_raw.driver_connection
     schema = f"replay_{uuid.uuid4().hex[:8]}"
-    swapped = False
+    swapped = lost = False
     try:
+        _take_the_replay_lock(admin)
         _create_shadow(admin, schema)
         with shadow.cursor() as cur:
             cur.execute(f'SET search_path TO "{schema}", public')
@@ -210,11 +245,17 @@ async def replay_shadow(
             return Progress(folded, folded, time.monotonic() - started)
         finally:
             await consumer.stop()
+    except DATABASE_ERRORS as exc:
+        lost = True
+        raise ReplayInterrupted(exc, swapped=swapped) from exc
     finally:
-        if not swapped:
+        if not swapped and not lost:  # (else the next replay drops it)
             with admin.cursor() as cur:
                 cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             admin.commit()
-        admin_raw.close()
-        shadow_raw.close()
+        for raw in (admin_raw, shadow_raw):
+            if lost:
+                raw.invalidate()  # dead: closing it would try a rollback on it
+            else:
+                raw.close()
         engine.dispose()

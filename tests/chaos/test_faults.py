@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -263,6 +264,55 @@ def test_the_api_killed_during_an_upload_and_the_upload_retried(engine, kafka_se
     _assert_exact(engine, job_id)
     again = httpx.post(url, content=body(None), headers=headers, timeout=120)
     assert again.status_code == 202 and again.json()["batch_job_id"] == str(job_id)
+
+
+def test_postgresql_restarted_during_a_shadow_replay(
+    engine, kafka_settings, processes, stack_env, database_url
+):
+    """The replay ends with a clear message (the live tables unchanged, or swapped whole),
+    the live projector goes on, and the replay run again cleans up and swaps in the same
+    tables."""
+    cluster = _cluster_or_skip(database_url)
+    if not FAULTED:
+        pytest.skip("no scenario ran: nothing to replay")
+    processes.start("projector")
+    wait_fully_folded(engine, kafka_settings, 120)
+    live = _rows(engine, FAULTED, of_mine=True)
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "batchctl", "replay"],
+        env=stack_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def shadow_schema() -> bool:
+        with engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text("SELECT 1 FROM pg_namespace WHERE nspname LIKE 'replay%'")
+                ).first()
+            )
+
+    wait_for(shadow_schema, 60, "the replay to build its tables")
+    subprocess.run(["pg_ctlcluster", *cluster, "restart", "-m", "immediate"], check=True)
+    engine.dispose()
+    _, errors = replay.communicate(timeout=300)
+    assert replay.returncode == 1, errors[-3000:]
+    assert "interrupted" in errors and "run it again" in errors, errors[-3000:]
+    assert "Traceback" not in errors, errors[-3000:]
+    again = _batchctl(stack_env, "replay")
+    assert again.returncode == 0 and "swapped in" in again.stdout, again.stderr
+    wait_fully_folded(engine, kafka_settings, 120)
+    assert _rows(engine, FAULTED, of_mine=True) == live
+    with engine.connect() as conn:
+        leftovers = conn.execute(
+            text(
+                "SELECT nspname FROM pg_namespace"
+                " WHERE nspname LIKE 'replay%' OR nspname LIKE 'retired%'"
+            )
+        ).all()
+    assert leftovers == []
 
 
 def test_replays_after_the_faults_rebuild_the_same_tables(
