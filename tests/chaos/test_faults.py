@@ -25,7 +25,7 @@ from ingest_api.api_keys import create_key
 from tests import factories as f
 from tests.e2e.test_batchctl_run import _ready, free_port
 from tests.integration.conftest import publish_many, wait_for, wait_fully_folded, wait_job
-from tests.integration.test_poison_corpus import _batchctl, _rows
+from tests.integration.test_poison_corpus import _batchctl, _rows, assert_both_replays_rebuild
 from tests.integration.test_projector import _local_cluster
 
 ITEMS = 50_000
@@ -322,15 +322,5 @@ def test_replays_after_the_faults_rebuild_the_same_tables(
     if not FAULTED:
         pytest.skip("no scenario ran")
     projector = processes.start("projector")
-    wait_fully_folded(engine, kafka_settings, 120)
-    live = _rows(engine, FAULTED, of_mine=True)
+    live = assert_both_replays_rebuild(engine, kafka_settings, stack_env, projector, FAULTED)
     assert len(live["items"]) == ITEMS * len(FAULTED)
-    shadow = _batchctl(stack_env, "replay")
-    assert shadow.returncode == 0 and "swapped in" in shadow.stdout, shadow.stderr
-    wait_fully_folded(engine, kafka_settings, 120)
-    assert _rows(engine, FAULTED, of_mine=True) == live
-    projector.terminate()
-    assert projector.wait(30) == 0
-    in_place = _batchctl(stack_env, "replay", "--in-place")
-    assert in_place.returncode == 0, in_place.stderr
-    assert _rows(engine, FAULTED, of_mine=True) == live

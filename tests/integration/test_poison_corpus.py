@@ -256,14 +256,23 @@ def test_a_poison_corpus_on_every_topic_stops_nothing_and_changes_no_one_elses_r
     mine.add(job_id)
 
     # Replays fold the same log, poison and all, into the same tables.
-    wait_fully_folded(engine, kafka_settings, 60)
-    live = _rows(engine, mine, of_mine=True)
+    assert_both_replays_rebuild(engine, kafka_settings, stack_env, projector, mine)
+
+
+def assert_both_replays_rebuild(  # type: ignore[no-untyped-def]
+    engine, kafka_settings, stack_env, projector, jobs: set[uuid.UUID]
+) -> dict[str, list[Any]]:
+    """A shadow replay beside the running ``projector``, then (it stopped) an in-place one:
+    each leaves the rows of ``jobs`` as the live projector wrote them; returns those."""
+    wait_fully_folded(engine, kafka_settings, 120)
+    live = _rows(engine, jobs, of_mine=True)
     shadow = _batchctl(stack_env, "replay")
     assert shadow.returncode == 0 and "swapped in" in shadow.stdout, shadow.stderr
-    wait_fully_folded(engine, kafka_settings, 60)
-    assert _rows(engine, mine, of_mine=True) == live
+    wait_fully_folded(engine, kafka_settings, 120)
+    assert _rows(engine, jobs, of_mine=True) == live
     projector.terminate()
     assert projector.wait(30) == 0
     in_place = _batchctl(stack_env, "replay", "--in-place")
     assert in_place.returncode == 0, in_place.stderr
-    assert _rows(engine, mine, of_mine=True) == live
+    assert _rows(engine, jobs, of_mine=True) == live
+    return live
