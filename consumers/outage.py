@@ -5,13 +5,10 @@ polling, so it stays in its group) and the items that met the outage try again w
 backoff and jitter, without spending their attempts. When the last of them gets an answer,
 the worker resumes fetching."""
 
-import logging
 import random
 from collections import Counter
 
 from streaming.metrics import WORKER_PAUSED
-
-log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 2.0

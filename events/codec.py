@@ -47,18 +47,18 @@ def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> AnyEvent:
         raise EventDecodeError("empty", "the message has no value")
     if len(data) > max_bytes:
         raise EventDecodeError(
-            "oversized", f"{len(data)} bytes exceeds the limit of {max_bytes}", _address_only(data)
+            "oversized", f"{len(data)} bytes exceeds the limit of {max_bytes}", address_fields(data)
         )
     try:
         payload = from_json(data, allow_inf_nan=False)
     except ValueError as exc:
-        raise EventDecodeError("invalid_json", str(exc), _address_only(data)) from None
+        raise EventDecodeError("invalid_json", str(exc), address_fields(data)) from None
     if not isinstance(payload, dict):
         raise EventDecodeError("not_an_object", "an event must be a JSON object")
     return decode_object(payload)
 
 
-def _address_only(data: bytes) -> dict[str, Any] | None:
+def address_fields(data: bytes) -> dict[str, Any] | None:
     """The job id and item index of an event refused before it could be read (too big, or
     not JSON by the contract: NaN, a lone surrogate, nesting past the parser's limit), so
     that its item can be failed: read as leniently as there are parsers."""

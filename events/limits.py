@@ -70,14 +70,6 @@ def texts_are_clean(json_text: bytes) -> bool:
     return b"\\" not in json_text
 
 
-def check_text(text: str) -> str:
-    """``text``, or ``UnsafeValue`` (an ``AfterValidator`` of the contract's strings)."""
-    problem = text_problem(text)
-    if problem is not None:
-        raise UnsafeValue("", problem)
-    return text
-
-
 def check_object(value: dict[str, Any]) -> dict[str, Any]:
     """``value``, or ``UnsafeValue`` (an ``AfterValidator`` of the contract's JSON objects)."""
     found = value_problem(value)

@@ -163,9 +163,11 @@ def metadata_param(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def invalid_items(errors: list[dict[str, Any]], total: int | str) -> InvalidBatch:
-    """The 422 of a batch with invalid items (``errors``: the first ones, by index)."""
-    return InvalidBatch(f"{len(errors)} of {total} items are invalid", invalid_items=errors)
+def invalid_items(errors: list[dict[str, Any]], total: int) -> InvalidBatch:
+    """The 422 of a batch with invalid items (``errors``: the first ones, by index, at most
+    ``MAX_REPORTED_ERRORS``: then there may be more)."""
+    more = "+" if len(errors) >= MAX_REPORTED_ERRORS else ""
+    return InvalidBatch(f"{len(errors)}{more} of {total} items are invalid", invalid_items=errors)
 
 
 def checked_payloads(

@@ -25,8 +25,8 @@ from pydantic import ValidationError
 from consumers.handlers.base import Handler
 from ingest_api.errors import InvalidBatch, TooLarge, UploadTimedOut
 from ingest_api.submission import (
-    MAX_REPORTED_ERRORS,
     SpooledChunk,
+    invalid_items,
     item_payloads,
     note_invalid,
     spooled_chunk,
@@ -128,12 +128,7 @@ async def spool_ndjson(
                 raise TooLarge(f"item {index}: a line over {limits.max_item_bytes} bytes")
         index = _take([pending], index, handler, spool, errors, job_id, limits.max_item_bytes)
         if errors:
-            raise InvalidBatch(
-                f"{len(errors)}+ of {index} items are invalid"
-                if len(errors) >= MAX_REPORTED_ERRORS
-                else f"{len(errors)} of {index} items are invalid",
-                invalid_items=errors,
-            )
+            raise invalid_items(errors, index)
         if index == 0:
             raise InvalidBatch("the upload holds no items (one JSON object per line)")
     except BaseException:

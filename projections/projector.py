@@ -25,12 +25,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeAlias, get_args
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from events.codec import EventDecodeError, decode
+from events.codec import EventDecodeError, address_fields, decode
 from events.limits import safe_text
 from events.models import ItemOutcome, ItemSubmitted
 from events.typed_read import NeedsFullCheck, job_uuid, json_reader, typed_dict_of
@@ -407,10 +406,7 @@ class Projector:
             topics.outcomes
         ):
             return None
-        try:
-            return item_address(orjson.loads(record.value or b"null"))
-        except orjson.JSONDecodeError:
-            return None
+        return item_address(address_fields(record.value or b""))
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         if self.dead_letters is not None and letters:

@@ -52,18 +52,19 @@ class DeviceRegistry:
             self._batched("public-keys", lambda store: store.public_keys).submit
         )
         self.look_up = _answered(self._batched("look-up", lambda store: store.look_up).submit)
-        self._verify_lock: MicroBatcher[LockRequest, LockedProof | None] | None = None
+        self._verify_lock: Callable[[LockRequest], Awaitable[LockedProof | None]] | None = None
         if verifies:
             # A worker never has two locks of one hash in flight (they share a routing key),
             # so a batch may be queued ahead of the one running.
-            self._verify_lock = MicroBatcher(
+            verify_lock: MicroBatcher[LockRequest, LockedProof | None] = MicroBatcher(
                 functools.partial(verify_then_lock_all, self._database_url),
                 name="verify-lock",
                 in_process=verify_in_process,
                 queue_ahead=True,
                 workers=2,  # one verifies while the other waits for PostgreSQL
             )
-            self._batchers.append(self._verify_lock)
+            self._batchers.append(verify_lock)
+            self._verify_lock = _answered(verify_lock.submit)
 
     def _batched(
         self, name: str, method: Callable[[RegistryStore], Callable[[list[T]], list[R]]]
@@ -99,19 +100,12 @@ class DeviceRegistry:
         """Lock the proof when its signature verifies (the hash's row), else None."""
         if self._verify_lock is None:
             raise RuntimeError("this registry was made without verification (verifies=False)")
-        try:
-            return await self._verify_lock.submit(request)
-        except UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
+        return await self._verify_lock(request)
 
 
 # What says the registry's database does not answer (a restart, a lost connection; a
 # deadlock or a cancelled statement too: trying again is right for those as well).
 UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, RegistryUnavailable)
-
-
-def _unavailable(exc: BaseException) -> DependencyUnavailable:
-    return DependencyUnavailable("postgresql", f"{type(exc).__name__}: {exc}".strip())
 
 
 def _answered(submit: Callable[[T], Awaitable[R]]) -> Callable[[T], Awaitable[R]]:
@@ -121,7 +115,8 @@ def _answered(submit: Callable[[T], Awaitable[R]]) -> Callable[[T], Awaitable[R]
         try:
             return await submit(request)
         except UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
+            message = f"{type(exc).__name__}: {exc}".strip()
+            raise DependencyUnavailable("postgresql", message) from exc
 
     return submitted
 
