@@ -101,6 +101,7 @@ async def _wait_for_lock(raw: Any, projection: str, stop: asyncio.Event) -> bool
 async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.database_url, pool_size=1)
     raw = engine.raw_connection()
+    lost = False
     try:
         if not await _wait_for_lock(raw.driver_connection, settings.projection_name, stop):
             return
@@ -133,7 +134,12 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
             await consumer.stop()
             await producer.stop()
             log.info("projector session ended after %d events", projector.counts["events"])
+    except DATABASE_ERRORS:
+        lost = True
+        raise
     finally:
-        with contextlib.suppress(Exception):  # a dead connection cannot be closed cleanly
+        if lost:
+            raw.invalidate()  # dead: returning it to the pool would try a rollback on it
+        else:
             raw.close()  # also releases the advisory lock
         engine.dispose()

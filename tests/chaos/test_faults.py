@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -96,6 +97,97 @@ class Progress:
         raise AssertionError(f"throughput not back within {timeout_s:.0f}s of the fault")
 
 
+class ApiWatch:
+    """An API process asked, all through a fault, whether it is ready, for a job of its user
+    and to accept a small one: what a client and a load balancer see."""
+
+    def __init__(self, engine: Any, processes: Any):
+        with sessionmaker(engine)() as session:
+            secret = create_key(session, user_id="chaos-watch").secret
+        port = free_port()
+        processes.start("api", "--port", str(port))
+        wait_for(lambda: _ready(port), 60, "the API")
+        self.api = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=30,
+        )
+        self.job = self._submit().json()["batch_job_id"]
+        self.answers: list[tuple[float, str, int, dict[str, Any], str | None]] = []
+        self.fault: tuple[float, float] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._ask, daemon=True)
+        self._thread.start()
+
+    def _submit(self) -> httpx.Response:
+        body = {"job_type": "query", "items": [{"content_hash": f"{7:064x}"}]}
+        return self.api.post("/batch/jobs", json=body)
+
+    def _ask(self) -> None:
+        while not self._stop.is_set():
+            for name, ask in (
+                ("readyz", lambda: self.api.get("/readyz")),
+                ("get job", lambda: self.api.get(f"/batch/jobs/{self.job}")),
+                ("submit", self._submit),
+            ):
+                try:
+                    response = ask()
+                    answer = (response.status_code, response.json(), response.headers)
+                except (httpx.HTTPError, ValueError) as exc:  # (0: no answer, or not JSON)
+                    answer = (0, {"exception": repr(exc)}, httpx.Headers())
+                code, body, headers = answer
+                retry_after = headers.get("Retry-After")
+                self.answers.append((time.monotonic(), name, code, body, retry_after))
+            time.sleep(0.2)
+
+    def during(self, fault: Callable[[], None]) -> None:
+        started = time.monotonic()
+        try:
+            fault()
+        finally:
+            self.fault = (started, time.monotonic())
+
+    def settle(self, timeout_s: float = 60) -> float:
+        """Stops asking once the API is ready and accepts jobs again; seconds from the
+        fault's end."""
+        assert self.fault is not None
+        end = self.fault[1]
+
+        def back() -> bool:
+            late = [a for a in self.answers if a[0] > end]
+            return any(n == "readyz" and c == 200 for _, n, c, _, _ in late) and any(
+                n == "submit" and c == 202 for _, n, c, _, _ in late
+            )
+
+        wait_for(back, timeout_s, "the API ready and accepting jobs again")
+        self._stop.set()
+        self._thread.join(60)
+        return max(t for t, n, c, _, _ in self.answers if n == "submit" and c == 202) - end
+
+    def assert_degraded_well(self, down: str, reads_answered: bool) -> None:
+        """Every answer was a success or a 503 with Retry-After and a JSON reason (never a
+        500, never a hang: each answered within the client's timeout); while ``down`` was
+        down, /readyz named it and only it."""
+        assert self.fault is not None
+        for _, name, code, body, retry_after in self.answers:
+            assert code in (200, 202, 503), (name, code, body)
+            if code == 503 and name == "readyz":
+                assert body["status"] == "not ready", body
+            elif code == 503:
+                assert retry_after is not None and body.get("error"), (name, body)
+        started, ended = self.fault
+        during = [a for a in self.answers if started + 1 < a[0] < ended]
+        readyz = [body for _, n, c, body, _ in during if n == "readyz" and c == 503]
+        assert readyz, "the fault never showed in /readyz"
+        up = {"postgres": "kafka", "kafka": "postgres"}[down]
+        for body in readyz:
+            assert body[down].startswith("unreachable") and body[up] == "ok", body
+        assert any(n == "submit" and c == 503 for _, n, c, _, _ in during)
+        if reads_answered:
+            reads = [c for _, n, c, _, _ in during if n == "get job"]
+            assert reads and set(reads) == {200}, reads
+
+
 def _assert_exact(engine: Any, job_id: uuid.UUID) -> None:
     job = wait_job(engine, job_id, 300, lambda j: j["status"] == "completed", "the job")
     with engine.connect() as conn:
@@ -117,24 +209,31 @@ def _scenario(
     kafka_settings: Any,
     processes: Any,
     fault: Callable[[uuid.UUID], None],
-    **worker_env: str,
-) -> None:
+    watch: ApiWatch | None = None,
+    worker_env: dict[str, str] | None = None,
+) -> float:
     job_id = _publish_job(kafka_settings)
     FAULTED.add(job_id)
     processes.start("projector")
-    processes.start("worker", "--job-type", "query", **worker_env)
+    processes.start("worker", "--job-type", "query", **(worker_env or {}))
     progress = Progress(engine, job_id)
     progress.wait_until(ITEMS // 5, 120)
     before = time.monotonic()
     progress.wait_until(ITEMS // 4, 60)
     rate = progress.rate(before - 5, time.monotonic())
     fault_at = time.monotonic()
-    fault(job_id)
+    if watch is None:
+        fault(job_id)
+    else:
+        watch.during(lambda: fault(job_id))
     recovered = progress.recovery_s(fault_at, rate)
     print(
         f"\nchaos {name}: throughput back at half its rate ({rate:,.0f}/s) {recovered:.1f}s after"
     )
+    if watch is not None:
+        print(f"chaos {name}: the API ready and accepting again {watch.settle():.1f}s after")
     _assert_exact(engine, job_id)
+    return recovered
 
 
 def _cluster_or_skip(database_url: str) -> list[str]:
@@ -163,7 +262,9 @@ def test_postgresql_stopped_for_20_seconds(engine, kafka_settings, processes, da
         finally:
             subprocess.run(["pg_ctlcluster", *cluster, "start"], check=True)
 
-    _scenario("postgresql stopped for 20s", engine, kafka_settings, processes, stop_20s)
+    watch = ApiWatch(engine, processes)
+    _scenario("postgresql stopped for 20s", engine, kafka_settings, processes, stop_20s, watch)
+    watch.assert_degraded_well("postgres", reads_answered=False)
 
 
 def test_the_broker_killed_and_brought_back(engine, kafka_settings, processes):
@@ -181,7 +282,11 @@ def test_the_broker_killed_and_brought_back(engine, kafka_settings, processes):
         # command itself; here it would rewrite the checkout's .dev/env)
         print(kafka_broker.start(dev))
 
-    _scenario("broker killed (kill -9)", engine, kafka_settings, processes, kill_and_bring_back)
+    watch = ApiWatch(engine, processes)
+    _scenario(
+        "broker killed (kill -9)", engine, kafka_settings, processes, kill_and_bring_back, watch
+    )
+    watch.assert_degraded_well("kafka", reads_answered=True)
 
 
 @pytest.mark.parametrize("part", ["worker", "projector"])
@@ -220,7 +325,7 @@ def test_workers_joining_and_leaving_with_sigterm_and_kill_9(engine, kafka_setti
         kafka_settings,
         processes,
         churn,
-        **slow,
+        worker_env=slow,
     )
 
 
@@ -266,18 +371,44 @@ def test_the_api_killed_during_an_upload_and_the_upload_retried(engine, kafka_se
     assert again.status_code == 202 and again.json()["batch_job_id"] == str(job_id)
 
 
+def _replay_builds_its_tables(engine: Any) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname LIKE 'replay%'")).first()
+        )
+
+
+def _replay_inside_its_swap(engine: Any) -> bool:
+    """The replay's swap transaction waits on the lock the test holds: the tables are moved
+    (``ALTER TABLE … SET SCHEMA`` done), the epoch not yet bumped, nothing committed."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT 1 FROM pg_locks WHERE NOT granted"
+                    " AND relation = 'projection_state'::regclass"
+                )
+            ).first()
+        )
+
+
+@pytest.mark.parametrize("moment", ["while it folds", "inside its swap transaction"])
 def test_postgresql_restarted_during_a_shadow_replay(
-    engine, kafka_settings, processes, stack_env, database_url
+    engine, kafka_settings, processes, stack_env, database_url, moment
 ):
     """The replay ends with a clear message (the live tables unchanged, or swapped whole),
     the live projector goes on, and the replay run again cleans up and swaps in the same
-    tables."""
+    tables. "Inside its swap transaction": the test holds a lock the swap's last statement
+    needs, so that the restart lands after the tables were moved and before the commit."""
     cluster = _cluster_or_skip(database_url)
     if not FAULTED:
         pytest.skip("no scenario ran: nothing to replay")
     processes.start("projector")
     wait_fully_folded(engine, kafka_settings, 120)
     live = _rows(engine, FAULTED, of_mine=True)
+    blocker = engine.connect()
+    if moment == "inside its swap transaction":
+        blocker.execute(text("LOCK TABLE projection_state IN SHARE MODE"))
     replay = subprocess.Popen(
         [sys.executable, "-m", "batchctl", "replay"],
         env=stack_env,
@@ -285,22 +416,22 @@ def test_postgresql_restarted_during_a_shadow_replay(
         stderr=subprocess.PIPE,
         text=True,
     )
-
-    def shadow_schema() -> bool:
-        with engine.connect() as conn:
-            return bool(
-                conn.execute(
-                    text("SELECT 1 FROM pg_namespace WHERE nspname LIKE 'replay%'")
-                ).first()
-            )
-
-    wait_for(shadow_schema, 60, "the replay to build its tables")
-    subprocess.run(["pg_ctlcluster", *cluster, "restart", "-m", "immediate"], check=True)
-    engine.dispose()
+    try:
+        if moment == "while it folds":
+            wait_for(lambda: _replay_builds_its_tables(engine), 60, "the replay's tables")
+        else:
+            wait_for(lambda: _replay_inside_its_swap(engine), 300, "the replay's swap")
+        subprocess.run(["pg_ctlcluster", *cluster, "restart", "-m", "immediate"], check=True)
+    finally:
+        blocker.invalidate()
+        engine.dispose()
     _, errors = replay.communicate(timeout=300)
     assert replay.returncode == 1, errors[-3000:]
     assert "interrupted" in errors and "run it again" in errors, errors[-3000:]
+    assert "the live tables are unchanged" in errors, errors[-3000:]
     assert "Traceback" not in errors, errors[-3000:]
+    wait_fully_folded(engine, kafka_settings, 120)  # the live projector goes on
+    assert _rows(engine, FAULTED, of_mine=True) == live
     again = _batchctl(stack_env, "replay")
     assert again.returncode == 0 and "swapped in" in again.stdout, again.stderr
     wait_fully_folded(engine, kafka_settings, 120)
