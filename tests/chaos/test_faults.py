@@ -5,6 +5,7 @@ and prints the time from the fault to throughput back at half its rate before it
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -211,25 +212,27 @@ def _scenario(
     fault: Callable[[uuid.UUID], None],
     watch: ApiWatch | None = None,
     worker_env: dict[str, str] | None = None,
+    fault_between: tuple[float, float] = (0.15, 0.6),
 ) -> float:
     job_id = _publish_job(kafka_settings)
     FAULTED.add(job_id)
     processes.start("projector")
     processes.start("worker", "--job-type", "query", **(worker_env or {}))
     progress = Progress(engine, job_id)
-    progress.wait_until(ITEMS // 5, 120)
+    progress.wait_until(ITEMS // 10, 120)
     before = time.monotonic()
-    progress.wait_until(ITEMS // 4, 60)
+    progress.wait_until(ITEMS * 15 // 100, 60)
     rate = progress.rate(before - 5, time.monotonic())
+    at = random.uniform(*fault_between)  # a random point of the job
+    progress.wait_until(int(ITEMS * at), 120)
+    print(f"\nchaos {name}: the fault at {at:.0%} of the job")
     fault_at = time.monotonic()
     if watch is None:
         fault(job_id)
     else:
         watch.during(lambda: fault(job_id))
     recovered = progress.recovery_s(fault_at, rate)
-    print(
-        f"\nchaos {name}: throughput back at half its rate ({rate:,.0f}/s) {recovered:.1f}s after"
-    )
+    print(f"chaos {name}: throughput back at half its rate ({rate:,.0f}/s) {recovered:.1f}s after")
     if watch is not None:
         print(f"chaos {name}: the API ready and accepting again {watch.settle():.1f}s after")
     _assert_exact(engine, job_id)
@@ -326,6 +329,7 @@ def test_workers_joining_and_leaving_with_sigterm_and_kill_9(engine, kafka_setti
         processes,
         churn,
         worker_env=slow,
+        fault_between=(0.15, 0.3),  # (the churn takes a few seconds)
     )
 
 
@@ -356,14 +360,16 @@ def test_the_api_killed_during_an_upload_and_the_upload_retried(engine, kafka_se
             yield b"".join(lines[start : start + 1000])
 
     fault_at = time.monotonic()
+    kill_at = random.randrange(ITEMS // 10, ITEMS * 9 // 10, 1000)  # a random point of it
+    print(f"\nchaos api killed during an upload: at line {kill_at:,} of {ITEMS:,}")
     with pytest.raises(httpx.HTTPError):
-        httpx.post(url, content=body(ITEMS // 3), headers=headers, timeout=60)
+        httpx.post(url, content=body(kill_at), headers=headers, timeout=60)
     processes.start("api", "--port", str(port))
     wait_for(lambda: _ready(port), 60, "the API again")
     response = httpx.post(url, content=body(None), headers=headers, timeout=120)
     assert response.status_code == 202, response.text
     accepted_s = time.monotonic() - fault_at
-    print(f"\nchaos api killed during an upload: accepted again {accepted_s:.1f}s after")
+    print(f"chaos api killed during an upload: accepted again {accepted_s:.1f}s after")
     job_id = uuid.UUID(response.json()["batch_job_id"])
     FAULTED.add(job_id)
     _assert_exact(engine, job_id)
