@@ -13,7 +13,6 @@ import time
 
 from pythonjsonlogger.json import JsonFormatter
 
-
 REPEATS_WINDOW_S = 10.0
 
 
