@@ -4,8 +4,11 @@ WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml README.md ./
 COPY events ./events
-COPY streaming ./streaming
+COPY jobtypes ./jobtypes
+COPY archive_jobs ./archive_jobs
 COPY storage ./storage
+COPY streaming ./streaming
+COPY runtime ./runtime
 COPY migrations ./migrations
 COPY ingest_api ./ingest_api
 COPY consumers ./consumers

@@ -95,8 +95,8 @@ def worker(
 ) -> None:
     """Run one worker process of a job type's consumer group."""
     from consumers.app import run_worker
-    from consumers.registry import UnknownJobType, handler_class
     from consumers.settings import WorkerSettings
+    from jobtypes.registry import UnknownJobType, handler_class
 
     logs.configure(f"worker:{job_type}")
     try:
@@ -135,7 +135,7 @@ def run(
     from aiokafka.errors import KafkaError
 
     from batchctl.supervisor import Supervisor, stack_parts
-    from consumers.registry import job_types
+    from jobtypes.registry import job_types
     from streaming.settings import KafkaSettings
     from streaming.topics_admin import create_topics
 
@@ -278,7 +278,7 @@ def dev_status() -> None:
 def db_upgrade(revision: str = "head") -> None:
     """Apply the Alembic migrations to DATABASE_URL."""
     from migrations.runner import upgrade
-    from streaming.settings import DatabaseSettings
+    from storage.settings import DatabaseSettings
 
     upgrade(DatabaseSettings().database_url, revision)
     console.print(f"database upgraded to {revision}")
@@ -287,7 +287,7 @@ def db_upgrade(revision: str = "head") -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the topics that are missing (event logs keep events forever)."""
-    from consumers.registry import job_types
+    from jobtypes.registry import job_types
     from streaming.settings import KafkaSettings
     from streaming.topics_admin import create_topics
 
@@ -299,7 +299,7 @@ def _sessions():  # type: ignore[no-untyped-def]
     from sqlalchemy.orm import sessionmaker
 
     from storage.engine import make_engine
-    from streaming.settings import DatabaseSettings
+    from storage.settings import DatabaseSettings
 
     return sessionmaker(make_engine(DatabaseSettings().database_url, pool_size=1))
 
@@ -360,8 +360,8 @@ def schema_export(
     inputs/<job_type>.json for the ``input`` of each job type's ItemSubmitted."""
     import orjson
 
-    from consumers.registry import handler_classes
     from events.schemas import event_schemas, input_schemas
+    from jobtypes.registry import handler_classes
 
     inputs = {name: cls.input_model for name, cls in handler_classes().items()}
     written = []

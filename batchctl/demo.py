@@ -116,7 +116,7 @@ def _wait_finished(
 
 
 def run_demo(*, port: int, items_per_job: int, console: Console) -> None:
-    from consumers.registry import job_types
+    from jobtypes.registry import job_types
 
     console.rule("local services")
     for line in up():

@@ -17,7 +17,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from batchctl.dev.services import up
-from storage.scratch import create_database
+from migrations.scratch import create_database
 from streaming.clients import connection_options, make_producer
 from streaming.settings import KafkaSettings
 

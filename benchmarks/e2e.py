@@ -46,13 +46,13 @@ from benchmarks.common import (
     wait_ready,
 )
 from benchmarks.seed_baseline import run_seed
-from consumers.registry import job_types
 from ingest_api.api_keys import create_key
+from jobtypes.registry import job_types
+from migrations.scratch import drop_database
 from storage.engine import make_engine
-from storage.scratch import drop_database
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
-NOOP = "consumers.handlers.noop:NoopHandler"
+NOOP = "archive_jobs.noop:NoopHandler"
 CHUNK = 10_000
 
 

@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from archive_jobs.noop import NoopHandler
+from archive_jobs.query import QueryHandler
 from benchmarks.common import machine
-from consumers.handlers.noop import NoopHandler
-from consumers.handlers.query import QueryHandler
 from consumers.item_reader import ItemReader
 from consumers.processing import RetryPolicy, process_item_now
 from events import outcome_wire

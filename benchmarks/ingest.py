@@ -32,8 +32,8 @@ from benchmarks.common import (
     services,
     wait_ready,
 )
-from consumers.registry import job_types
 from ingest_api.api_keys import create_key
+from jobtypes.registry import job_types
 from storage.engine import make_engine
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 

@@ -28,13 +28,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import text
 
+from archive_jobs.proof_lock import proof_id
 from benchmarks.common import count_outcomes, fresh_settings, machine, peak_rss_mb, preload
 from benchmarks.common import services as local_services
-from consumers.handlers.proof_lock import proof_id
 from events.codec import encode
 from events.models import ItemSubmitted
 from storage.engine import make_engine
-from streaming.settings import DatabaseSettings
+from storage.settings import DatabaseSettings
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
 

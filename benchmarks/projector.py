@@ -40,8 +40,8 @@ from benchmarks.common import (
 )
 from events.codec import encode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded, JobSubmitted
+from migrations.scratch import drop_database
 from storage.engine import make_engine
-from storage.scratch import drop_database
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
 

@@ -33,7 +33,7 @@ from events.codec import encode
 from events.models import ItemSubmitted
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
-NOOP = "consumers.handlers.noop:NoopHandler"
+NOOP = "archive_jobs.noop:NoopHandler"
 
 
 async def main(items: int, concurrency: int) -> dict:  # type: ignore[type-arg]

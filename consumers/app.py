@@ -10,13 +10,14 @@ import logging
 import signal
 
 from consumers.cancellations import CancellationWatcher
-from consumers.registry import handler_class
 from consumers.settings import WorkerSettings
 from consumers.worker import ReleaseOnRevoke, Worker
+from jobtypes.registry import handler_class
+from runtime import garbage_collector, metrics
 from storage.engine import make_engine
-from streaming import collector, metrics
 from streaming.batch_sender import BatchSender, DeliveryFailed
 from streaming.clients import make_consumer, make_producer
+from streaming.lag import track_lag
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Even
         await cancellations.start()
         consumer.subscribe([topic], listener=ReleaseOnRevoke(worker))
         await consumer.start()
-        collector.settle_after_start_up()
+        garbage_collector.settle_after_start_up()
         log.info(
             "worker for %s consuming %s as group %s (concurrency %d)",
             handler.job_type,
@@ -72,11 +73,11 @@ async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Even
             settings.group_id(handler.job_type),
             settings.worker_concurrency,
         )
-        lag = asyncio.create_task(metrics.track_lag(consumer, settings.group_id(handler.job_type)))
+        lag_tracking = asyncio.create_task(track_lag(consumer, settings.group_id(handler.job_type)))
         try:
             await worker.run(stop)
         finally:
-            lag.cancel()
+            lag_tracking.cancel()
     finally:
         await consumer.stop()  # leaves the group: the partitions move on at once
         await cancellations.stop()

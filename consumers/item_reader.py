@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from consumers.handlers.base import Handler
 from consumers.processing import SubmittedItem
 from events.codec import MAX_EVENT_BYTES, decode
 from events.models import ItemSubmitted
 from events.typed_read import NeedsFullCheck, job_uuid, json_reader, typed_dict_of
+from jobtypes.contract import Handler
 
 # A NamedTuple's tuple made without its Python-level ``__new__`` (once per record).
 _new_tuple = tuple.__new__

@@ -8,7 +8,7 @@ the worker resumes fetching."""
 import random
 from collections import Counter
 
-from streaming.metrics import WORKER_PAUSED
+from consumers.metrics import WORKER_PAUSED
 
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 2.0

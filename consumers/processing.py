@@ -12,7 +12,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -20,14 +20,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from consumers.deadlines import Deadlines, current_task
-from consumers.handlers.base import (
-    DependencyUnavailable,
-    Handler,
-    ItemContext,
-    JsonOutput,
-    PermanentError,
-    TransientError,
-)
+from consumers.metrics import JobTypeSeries, series_of
 from consumers.outage import Outage
 from events import outcome_wire
 from events.ids import job_id_text
@@ -39,7 +32,15 @@ from events.limits import (
     value_problem,
 )
 from events.models import ItemSubmitted
-from streaming.metrics import JobTypeSeries, series_of
+from jobtypes.contract import (
+    DependencyUnavailable,
+    Handler,
+    ItemContext,
+    JsonOutput,
+    PermanentError,
+    TransientError,
+)
+from jobtypes.validation import validation_message
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +73,6 @@ def error_code(code: object) -> str:
     if not text or not text[0].isalpha():
         text = ("e_" + text)[:64] if text else "handler_error"
     return text
-
-
-def validation_message(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    return located_message(first["loc"], first["msg"])
-
-
-def located_message(loc: Sequence[str | int], message: str) -> str:
-    """A validation error's message, prefixed by where in the item it is."""
-    return f"{'.'.join(str(p) for p in loc) or 'item'}: {message}"
 
 
 def failed(

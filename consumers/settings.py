@@ -2,7 +2,9 @@
 
 from pydantic import Field
 
-from streaming.settings import DatabaseSettings, KafkaSettings, MetricsSettings
+from runtime.metrics import MetricsSettings
+from storage.settings import DatabaseSettings
+from streaming.settings import KafkaSettings
 
 
 class WorkerSettings(KafkaSettings, DatabaseSettings, MetricsSettings):

@@ -31,9 +31,9 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from consumers.cancellations import CancellationWatcher
 from consumers.deadlines import Deadlines
-from consumers.handlers.base import Handler
 from consumers.item_reader import ItemReader, UnexpectedEvent
 from consumers.lanes import YIELD_EVERY, KeyedDispatcher
+from consumers.metrics import DEAD_LETTERED, series_of
 from consumers.offsets import PartitionOffsets
 from consumers.outage import Outage
 from consumers.processing import (
@@ -47,9 +47,9 @@ from consumers.processing import (
 from consumers.settings import WorkerSettings
 from events.codec import EventDecodeError
 from events.ids import job_id_text
+from jobtypes.contract import Handler
 from streaming.batch_sender import BatchSender
 from streaming.dead_letters import dead_letter, item_address
-from streaming.metrics import DEAD_LETTERED, series_of
 
 log = logging.getLogger(__name__)
 

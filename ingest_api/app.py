@@ -15,8 +15,8 @@ from ingest_api.rate_limit import RateLimiter
 from ingest_api.routes import health, jobs
 from ingest_api.settings import ApiSettings
 from ingest_api.stream_slots import StreamSlots
+from runtime import garbage_collector
 from storage.engine import make_engine
-from streaming import collector
 from streaming.clients import make_producer
 
 
@@ -53,7 +53,7 @@ def create_app(
             app.state.publisher = kafka
         else:
             app.state.publisher = publisher
-        collector.settle_after_start_up()
+        garbage_collector.settle_after_start_up()
         try:
             yield
         finally:
@@ -73,6 +73,6 @@ def create_app(
 
 def _topics(settings: ApiSettings) -> list[str]:
     """Every topic the API publishes to."""
-    from consumers.registry import job_types
+    from jobtypes.registry import job_types
 
     return [settings.topics.jobs, *(settings.topics.items(t) for t in job_types())]

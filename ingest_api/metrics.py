@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from streaming.metrics import LATENCY_BUCKETS
+from runtime.metrics import LATENCY_BUCKETS
 
 REQUESTS = Counter(
     "batch_api_requests_total", "HTTP requests answered", ["method", "route", "status"]

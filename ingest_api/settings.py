@@ -5,7 +5,8 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from events.codec import MAX_EVENT_BYTES
-from streaming.settings import DatabaseSettings, KafkaSettings
+from storage.settings import DatabaseSettings
+from streaming.settings import KafkaSettings
 
 
 class ApiSettings(KafkaSettings, DatabaseSettings):

@@ -11,9 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, create_model
 from pydantic_core import from_json
 
-from consumers.handlers.base import Handler, default_routing_keys
-from consumers.processing import located_message, validation_message
-from consumers.registry import UnknownJobType, handler_class
 from events import item_wire
 from events.ids import job_id_text
 from events.limits import texts_are_clean, value_problem
@@ -21,6 +18,9 @@ from events.topics import Topics
 from ingest_api.errors import InvalidBatch, TooLarge
 from ingest_api.publisher import Outgoing
 from ingest_api.schemas import JobRequest
+from jobtypes.contract import Handler, default_routing_keys
+from jobtypes.registry import UnknownJobType, handler_class
+from jobtypes.validation import located_message, validation_message
 
 MAX_REPORTED_ERRORS = 20
 CHUNK = 5_000  # items published per round trip

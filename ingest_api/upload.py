@@ -22,7 +22,6 @@ from uuid import UUID
 import orjson
 from pydantic import ValidationError
 
-from consumers.handlers.base import Handler
 from ingest_api.errors import InvalidBatch, TooLarge, UploadTimedOut
 from ingest_api.submission import (
     SpooledChunk,
@@ -31,6 +30,7 @@ from ingest_api.submission import (
     note_invalid,
     spooled_chunk,
 )
+from jobtypes.contract import Handler
 
 SPOOL_IN_MEMORY = 8 << 20
 

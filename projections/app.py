@@ -22,10 +22,11 @@ from projections.event_time import STARVING_WAIT_MS
 from projections.projector import Projector, favour_the_writer
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionSwitched, ProjectionWriter
+from runtime import garbage_collector, metrics
 from storage.engine import make_engine
-from streaming import collector, metrics
 from streaming.clients import make_consumer, make_producer
 from streaming.dead_letters import DeadLetterPublisher
+from streaming.lag import track_lag
 
 log = logging.getLogger(__name__)
 
@@ -119,18 +120,18 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
         except BaseException:
             await producer.stop()
             raise
-        collector.settle_after_start_up()
+        garbage_collector.settle_after_start_up()
         favour_the_writer()
         log.info(
             "projector %r folding topics matching %s",
             settings.projection_name,
             settings.topics.projected_pattern(),
         )
-        lag = asyncio.create_task(metrics.track_lag(consumer, settings.group_id()))
+        lag_tracking = asyncio.create_task(track_lag(consumer, settings.group_id()))
         try:
             await projector.run(stop)
         finally:
-            lag.cancel()
+            lag_tracking.cancel()
             await consumer.stop()
             await producer.stop()
             log.info("projector session ended after %d events", projector.counts["events"])

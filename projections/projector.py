@@ -35,16 +35,16 @@ from events.models import ItemOutcome, ItemSubmitted
 from events.typed_read import NeedsFullCheck, job_uuid, json_reader, typed_dict_of
 from projections.event_time import EventTimeBatches
 from projections.fold import OUTCOME_STATUS, Changes
-from projections.settings import ProjectorSettings
-from projections.writer import ProjectionWriter, StagedChanges
-from storage.errors import refused_as_data
-from streaming.dead_letters import DeadLetter, dead_letter, item_address
-from streaming.metrics import (
+from projections.metrics import (
     PROJECTOR_BATCH,
     PROJECTOR_EVENTS,
     PROJECTOR_QUARANTINED,
     PROJECTOR_WRITE_SECONDS,
 )
+from projections.settings import ProjectorSettings
+from projections.writer import ProjectionWriter, StagedChanges
+from storage.errors import refused_as_data
+from streaming.dead_letters import DeadLetter, dead_letter, item_address
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from projections.projector import Projector, favour_the_writer, write_behind
 from projections.registry_rebuild import rebuild_registry
 from projections.settings import ProjectorSettings
 from projections.writer import SWAP_LOCK, ProjectionWriter
+from runtime import garbage_collector
 from storage.engine import make_engine
-from streaming import collector
 from streaming.clients import topic_partitions
 
 CLEAR = """
@@ -115,7 +115,7 @@ async def replay_in_place(
         conn.commit()
         consumer = folding_consumer(settings, group_id=None)
         await consumer.start()
-        collector.settle_after_start_up()  # this process now does nothing but fold
+        garbage_collector.settle_after_start_up()  # this process now does nothing but fold
         favour_the_writer()
         try:
             targets = await _targets(consumer, settings.topics.projected_pattern())
@@ -219,7 +219,7 @@ async def replay_shadow(
         writer = ProjectionWriter(shadow, settings.projection_name, follow_swaps=False)
         consumer = folding_consumer(settings, group_id=None)
         await consumer.start()
-        collector.settle_after_start_up()  # this process now does nothing but fold
+        garbage_collector.settle_after_start_up()  # this process now does nothing but fold
         favour_the_writer()
         try:
             projector = Projector(settings, consumer, writer)

@@ -29,19 +29,3 @@ class KafkaSettings(BaseSettings):
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
-
-
-class DatabaseSettings(BaseSettings):
-    """Environment: ``DATABASE_URL``."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    database_url: str = "postgresql+psycopg2://batch:batch@127.0.0.1:5432/archiveorigin_batch"
-
-
-class MetricsSettings(BaseSettings):
-    """Environment: ``METRICS_PORT`` (unset: no metrics endpoint)."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    metrics_port: int | None = Field(None, ge=1, le=65535)

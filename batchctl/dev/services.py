@@ -11,7 +11,7 @@ from batchctl.dev.settings import DevSettings
 def up(settings: DevSettings | None = None) -> Iterator[str]:
     """Bring everything up; yield a line per step. Exports the resulting
     ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` into this process's environment."""
-    from consumers.registry import job_types
+    from jobtypes.registry import job_types
     from migrations.runner import upgrade
     from streaming.settings import KafkaSettings
     from streaming.topics_admin import create_topics

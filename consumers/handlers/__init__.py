@@ -1,6 +1,3 @@
-"""Job-type handlers. Each module defines one handler class registered as an entry point in
-the ``archiveorigin_batch.handlers`` group."""
-
-from consumers.handlers.base import Handler, PermanentError, TransientError
-
-__all__ = ["Handler", "PermanentError", "TransientError"]
+"""Deprecated: the job-type contract is ``jobtypes`` now, the built-in job types
+``archive_jobs``. ``consumers.handlers.base`` stays one release for plugins written
+against it."""

@@ -11,7 +11,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from consumers.handlers.base import Handler
 from events.ids import job_id_text
 from events.item_wire import SubmittedEncoder
 from events.models import JobCancelRequested, JobSubmitted
@@ -57,6 +56,7 @@ from ingest_api.submission import (
     spooled_chunks,
 )
 from ingest_api.upload import UploadLimits, spool_ndjson
+from jobtypes.contract import Handler
 from storage.tables import FINAL_JOB_STATUSES, AcceptedJob
 
 router = APIRouter(prefix="/batch/jobs", tags=["jobs"], responses=ERROR_RESPONSES)

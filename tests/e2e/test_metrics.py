@@ -9,8 +9,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import sessionmaker
 
-from consumers.registry import job_types
 from ingest_api.api_keys import create_key
+from jobtypes.registry import job_types
 from tests.e2e.test_batchctl_run import _ready, free_port
 from tests.integration.conftest import publish, wait_for
 

@@ -42,7 +42,7 @@ def plugin_path(tmp_path_factory) -> str:
 def test_a_job_type_from_another_package_runs_end_to_end(stack_env, plugin_path):
     env = {**stack_env, "PYTHONPATH": plugin_path}
     listed = subprocess.run(
-        [sys.executable, "-c", "from consumers.registry import job_types; print(job_types())"],
+        [sys.executable, "-c", "from jobtypes.registry import job_types; print(job_types())"],
         env=env,
         capture_output=True,
         text=True,

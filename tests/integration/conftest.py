@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import sessionmaker
 
-from consumers.registry import job_types
 from ingest_api.api_keys import create_key
 from ingest_api.app import create_app
 from ingest_api.settings import ApiSettings
+from jobtypes.registry import job_types
+from migrations.scratch import create_database, drop_database
 from projections.writer import ProjectionWriter
 from storage.engine import make_engine, normalise_url
-from storage.scratch import create_database, drop_database
 from streaming.clients import make_producer
 from streaming.settings import KafkaSettings
 from streaming.topics_admin import create_topics, delete_prefixed_topics

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from consumers.handlers.base import Handler, ItemContext, JsonOutput, PermanentError
-from consumers.handlers.device_registry import DeviceRegistry
-from consumers.handlers.enrollment import EnrollmentHandler
-from consumers.handlers.proof_lock import ProofLockHandler, proof_id
-from consumers.handlers.query import QueryHandler
+from archive_jobs.device_registry import DeviceRegistry
+from archive_jobs.enrollment import EnrollmentHandler
+from archive_jobs.proof_lock import ProofLockHandler, proof_id
+from archive_jobs.query import QueryHandler
 from events import outcome_wire
+from jobtypes.contract import Handler, ItemContext, JsonOutput, PermanentError
 from tests.support.devices import Device, b64, new_hash
 
 

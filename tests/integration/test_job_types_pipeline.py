@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from consumers.handlers.proof_lock import proof_id
+from archive_jobs.proof_lock import proof_id
 from events.codec import encode
 from events.models import ItemSubmitted, JobSubmitted
 from tests.integration.conftest import item_statuses, publish_many, submit, wait_job

@@ -7,7 +7,7 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict
 
-from consumers.handlers.base import Handler, ItemContext, PermanentError, TransientError
+from jobtypes.contract import Handler, ItemContext, PermanentError, TransientError
 
 EXTRA_HANDLERS = "tests.support.handlers:ScriptedHandler"
 

@@ -154,7 +154,7 @@ def test_blank_lines_count_toward_the_line_limit(publisher):
 
 
 def _spool(pieces, **limits: float) -> upload.Spool:  # type: ignore[no-untyped-def]
-    from consumers.handlers.query import QueryHandler
+    from archive_jobs.query import QueryHandler
 
     bounds = {"idle_timeout_s": 30.0, "timeout_s": 60.0, **limits}
     return asyncio.run(

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from consumers.handlers.base import PermanentError
-from consumers.handlers.batching import BatcherStopped, MicroBatcher
+from archive_jobs.batching import BatcherStopped, MicroBatcher
+from jobtypes.contract import PermanentError
 
 
 async def test_concurrent_requests_share_a_batch_and_keep_their_answers():

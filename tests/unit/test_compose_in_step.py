@@ -5,9 +5,9 @@ from pathlib import Path
 
 import yaml
 
-from consumers.registry import ENTRY_POINT_GROUP
 from consumers.settings import WorkerSettings
 from ingest_api.settings import ApiSettings
+from jobtypes.registry import ENTRY_POINT_GROUP
 from projections.settings import ProjectorSettings
 
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())

@@ -7,7 +7,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from consumers.handlers.noop import NoopHandler, NoopInput
+from archive_jobs.noop import NoopHandler, NoopInput
 from consumers.item_reader import ItemReader, UnexpectedEvent
 from consumers.processing import SubmittedItem
 from events.codec import EventDecodeError, decode, encode

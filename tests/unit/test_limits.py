@@ -11,7 +11,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from hypothesis import HealthCheck, given, settings
 
-from consumers.handlers.noop import NoopHandler
+from archive_jobs.noop import NoopHandler
 from consumers.item_reader import ItemReader
 from events import limits
 from events.codec import EventDecodeError, decode, encode

@@ -5,7 +5,8 @@ import random
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streaming.metrics import LATENCY_BUCKETS, REGISTRY, series_of
+from consumers.metrics import REGISTRY, series_of
+from runtime.metrics import LATENCY_BUCKETS
 
 
 def samples(text: bytes, name: str, **labels: str) -> dict[tuple[str, str], float]:

@@ -7,18 +7,18 @@ import pytest
 from pydantic import BaseModel
 
 from consumers.deadlines import Deadlines, bind_runner_task
-from consumers.handlers.base import (
+from consumers.outage import Outage
+from consumers.processing import Outcome, RetryPolicy, SubmittedItem, error_code, process_item_now
+from consumers.processing import process_item as process_to_bytes
+from events.codec import decode
+from events.models import ItemFailed, ItemSubmitted, ItemSucceeded
+from jobtypes.contract import (
     DependencyUnavailable,
     Handler,
     ItemContext,
     PermanentError,
     TransientError,
 )
-from consumers.outage import Outage
-from consumers.processing import Outcome, RetryPolicy, SubmittedItem, error_code, process_item_now
-from consumers.processing import process_item as process_to_bytes
-from events.codec import decode
-from events.models import ItemFailed, ItemSubmitted, ItemSucceeded
 
 
 async def process_item(handler, event, policy, deadlines=None):

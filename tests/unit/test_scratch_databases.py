@@ -5,7 +5,7 @@ import psycopg2.errors
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from storage import scratch
+from migrations import scratch
 
 
 class FakeAdmin:

@@ -6,7 +6,7 @@ import os
 import pytest
 from nacl.bindings import crypto_core_ed25519_add
 
-from consumers.handlers.signatures import fingerprint, is_valid_public_key, verify
+from archive_jobs.signatures import fingerprint, is_valid_public_key, verify
 from tests.support.devices import Device
 
 ORDER = 2**252 + 27742317777372353535851937790883648493

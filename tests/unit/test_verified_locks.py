@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from consumers.handlers.registry_store import LockRequest
-from consumers.handlers.verified_locks import RegistryUnavailable, verify_then_lock_all
+from archive_jobs.registry_store import LockRequest
+from archive_jobs.verified_locks import RegistryUnavailable, verify_then_lock_all
 from tests.support.devices import Device
 
 UNREACHABLE = "postgresql://nobody:secret@127.0.0.1:1/none"

@@ -12,12 +12,12 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from consumers.handlers.base import ItemContext
-from consumers.handlers.noop import NoopHandler, NoopInput, NoopOutput
+from archive_jobs.noop import NoopHandler, NoopInput, NoopOutput
 from consumers.settings import WorkerSettings
 from consumers.worker import Worker
 from events.codec import encode
 from events.models import ItemSubmitted
+from jobtypes.contract import ItemContext
 from streaming.batch_sender import BatchSender
 
 ITEMS = TopicPartition("t.items.noop", 0)

@@ -6,8 +6,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from consumers.handlers.base import Handler, ItemContext, PermanentError
-from consumers.handlers.fields import Base64, ContentHash
+from jobtypes import Handler, ItemContext, PermanentError
+from jobtypes.fields import Base64, ContentHash
 
 
 class HashCheckInput(BaseModel):

@@ -9,7 +9,7 @@ import os
 from functools import cache
 from importlib.metadata import entry_points
 
-from consumers.handlers.base import Handler
+from jobtypes.contract import Handler
 
 ENTRY_POINT_GROUP = "archiveorigin_batch.handlers"
 

@@ -15,10 +15,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from consumers.handlers.base import Handler, ItemContext, JsonOutput, PermanentError
-from consumers.handlers.device_registry import RegistryBacked
-from consumers.handlers.fields import Base64, ContentHash, DeviceId
+from archive_jobs.device_registry import RegistryBacked
 from events.ids import ItemUuid5, job_id_text
+from jobtypes.contract import Handler, ItemContext, JsonOutput, PermanentError
+from jobtypes.fields import Base64, ContentHash, DeviceId
 
 PROOF_NAMESPACE = UUID("8a3c2f51-64d7-4c0e-b1f9-2e5d7a90c413")
 _PROOF_IDS = ItemUuid5(PROOF_NAMESPACE)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
-from consumers.handlers.base import PermanentError
+from jobtypes.contract import PermanentError
 from storage.errors import refused_as_data
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from consumers.handlers.base import Handler, ItemContext, PermanentError
-from consumers.handlers.device_registry import Enrollment, RegistryBacked
-from consumers.handlers.fields import Base64, DeviceId
-from consumers.handlers.signatures import fingerprint, is_valid_public_key
+from archive_jobs.device_registry import Enrollment, RegistryBacked
+from archive_jobs.signatures import fingerprint, is_valid_public_key
+from jobtypes.contract import Handler, ItemContext, PermanentError
+from jobtypes.fields import Base64, DeviceId
 
 
 class EnrollmentInput(BaseModel):

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from consumers.handlers.base import Handler, ItemContext
-from consumers.handlers.device_registry import DeviceRow, Lookup, ProofRow, RegistryBacked
-from consumers.handlers.fields import ContentHash, DeviceId
+from archive_jobs.device_registry import DeviceRow, Lookup, ProofRow, RegistryBacked
+from jobtypes.contract import Handler, ItemContext
+from jobtypes.fields import ContentHash, DeviceId
 
 
 class QueryInput(BaseModel):

@@ -10,8 +10,8 @@ they cross a process boundary, and plain tuples pickle cheaply.
 
 import psycopg2
 
-from consumers.handlers.registry_store import LockedProof, LockRequest, RegistryStore
-from consumers.handlers.signatures import verify
+from archive_jobs.registry_store import LockedProof, LockRequest, RegistryStore
+from archive_jobs.signatures import verify
 
 
 class RegistryUnavailable(Exception):

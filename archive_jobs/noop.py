@@ -1,10 +1,10 @@
 """A job type that does nothing, to measure the pipeline itself (benchmarks). Not registered
-as an entry point: enable it with ``BATCH_EXTRA_HANDLERS=consumers.handlers.noop:NoopHandler``.
+as an entry point: enable it with ``BATCH_EXTRA_HANDLERS=archive_jobs.noop:NoopHandler``.
 """
 
 from pydantic import BaseModel, ConfigDict
 
-from consumers.handlers.base import Handler, ItemContext
+from jobtypes.contract import Handler, ItemContext
 
 
 class NoopInput(BaseModel):

@@ -6,9 +6,8 @@ from typing import Any, ClassVar, TypeVar
 
 import psycopg2
 
-from consumers.handlers.base import DependencyUnavailable
-from consumers.handlers.batching import MicroBatcher
-from consumers.handlers.registry_store import (
+from archive_jobs.batching import MicroBatcher
+from archive_jobs.registry_store import (
     DeviceRow,
     Enrollment,
     LockedProof,
@@ -17,8 +16,9 @@ from consumers.handlers.registry_store import (
     ProofRow,
     RegistryStore,
 )
-from consumers.handlers.verified_locks import RegistryUnavailable, verify_then_lock_all
-from streaming.settings import DatabaseSettings
+from archive_jobs.verified_locks import RegistryUnavailable, verify_then_lock_all
+from jobtypes.contract import DependencyUnavailable
+from storage.settings import DatabaseSettings
 
 T = TypeVar("T")
 R = TypeVar("R")
