@@ -143,7 +143,7 @@ class RegistryStore:
             self._conn.close()
             self._conn = None
 
-    def _transaction(self, work):  # type: ignore[no-untyped-def]
+    def _transaction(self, work):
         if self._conn is None or self._conn.closed:
             self._conn = psycopg2.connect(self._dsn, options="-c timezone=UTC")
         try:

@@ -209,7 +209,7 @@ def replay(
     ) as bar:
         task = bar.add_task("replay", total=0, rate="")
 
-        def show(progress):  # type: ignore[no-untyped-def]
+        def show(progress):
             bar.update(
                 task,
                 completed=progress.folded,
@@ -295,7 +295,7 @@ def topics_create() -> None:
     console.print(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
-def _sessions():  # type: ignore[no-untyped-def]
+def _sessions():
     from sqlalchemy.orm import sessionmaker
 
     from storage.engine import make_engine
@@ -377,7 +377,7 @@ def schema_export(
 # --- dead letters --------------------------------------------------------------------------
 
 
-def _letters():  # type: ignore[no-untyped-def]
+def _letters():
     from aiokafka.errors import KafkaError
 
     from batchctl.dlq import read_letters

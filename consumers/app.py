@@ -43,7 +43,7 @@ async def run_worker(
         log.info("worker for %s stopped", job_type)
 
 
-async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Event) -> None:
     topic = settings.topics.items(handler.job_type)
     consumer = make_consumer(
         settings,

@@ -12,14 +12,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from consumers.processing import SubmittedItem
+from consumers.processing import SubmittedItem, new_tuple
 from events.codec import MAX_EVENT_BYTES, decode
 from events.models import ItemSubmitted
 from events.typed_read import NeedsFullCheck, job_uuid, json_reader, typed_dict_of
 from jobtypes.contract import Handler
-
-# A NamedTuple's tuple made without its Python-level ``__new__`` (once per record).
-_new_tuple = tuple.__new__
 
 
 class UnexpectedEvent(Exception):
@@ -27,7 +24,7 @@ class UnexpectedEvent(Exception):
     an item of another job type)."""
 
 
-def wire_item(handler: Handler) -> Any:  # type: ignore[type-arg]
+def wire_item(handler: Handler) -> Any:
     """``ItemSubmitted`` as a typed dict (``events.typed_read``) whose job type is the
     handler's."""
     return typed_dict_of(
@@ -36,7 +33,7 @@ def wire_item(handler: Handler) -> Any:  # type: ignore[type-arg]
 
 
 class ItemReader:
-    def __init__(self, handler: Handler, max_bytes: int = MAX_EVENT_BYTES):  # type: ignore[type-arg]
+    def __init__(self, handler: Handler, max_bytes: int = MAX_EVENT_BYTES):
         self.job_type = handler.job_type
         self.max_bytes = max_bytes
         self._validate_json = json_reader(wire_item(handler))
@@ -59,7 +56,7 @@ class ItemReader:
                 except ValidationError:
                     item = raw  # ``process_item`` fails it with the validation's message
                 read = (job_uuid(job), job, event["item_index"], item)
-                return _new_tuple(SubmittedItem, read)  # type: ignore[no-any-return]
+                return new_tuple(SubmittedItem, read)
         decoded = decode(value, max_bytes=self.max_bytes)  # raises EventDecodeError
         if not isinstance(decoded, ItemSubmitted) or decoded.job_type != self.job_type:
             raise UnexpectedEvent(

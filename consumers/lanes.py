@@ -142,6 +142,6 @@ class KeyedDispatcher(Generic[T]):
                     self._room.set()
                 rest = self._started(item)
         finally:
-            self._runners.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._runners.discard(asyncio.current_task())
             if not self._runners and self._queued == 0:
                 self._idle.set()

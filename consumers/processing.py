@@ -42,6 +42,9 @@ from jobtypes.contract import (
 )
 from jobtypes.validation import validation_message
 
+# A NamedTuple's tuple made without its Python-level ``__new__`` (once per item).
+new_tuple = tuple.__new__
+
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 4096
@@ -96,7 +99,7 @@ def cancelled(job_id: str, item_index: int) -> Outcome:
     return Outcome("ItemCancelled", outcome_wire.cancelled(job_id, item_index))
 
 
-def _output(handler: Handler, output: Any) -> dict[str, Any] | bytes:  # type: ignore[type-arg]
+def _output(handler: Handler, output: Any) -> dict[str, Any] | bytes:
     """The handler's output for the outcome: a ``JsonOutput`` as it is, anything else as its
     output model writes it (validated first unless it is one); either held to the
     contract's limits (``events.limits``: ``UnsafeValue`` if not)."""
@@ -137,7 +140,7 @@ class SubmittedItem(NamedTuple):
 
 
 async def process_item(
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     submitted: SubmittedItem,
     policy: RetryPolicy,
     deadlines: Deadlines | None = None,
@@ -150,11 +153,11 @@ async def process_item(
     outcome = process_item_now(handler, submitted, policy, deadlines, series, outage)
     if type(outcome) is Outcome:
         return outcome
-    return await outcome  # type: ignore[no-any-return,misc]
+    return await outcome  # type: ignore[misc]
 
 
 def process_item_now(
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     submitted: SubmittedItem,
     policy: RetryPolicy,
     deadlines: Deadlines | None = None,
@@ -174,7 +177,7 @@ def process_item_now(
             return failed(job, index, "invalid_input", validation_message(exc), attempts=0)
     started = time.perf_counter()
     try:
-        call = handler.handle(item, _new_tuple(ItemContext, (job_id, index, 1)))
+        call = handler.handle(item, new_tuple(ItemContext, (job_id, index, 1)))
         waiting_on = call.send(None)
     except StopIteration as done:
         try:
@@ -193,7 +196,7 @@ def process_item_now(
 
 
 def _succeeded(
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     series: JobTypeSeries,
     job: str,
     index: int,
@@ -209,7 +212,7 @@ def _succeeded(
     value = outcome_wire.succeeded(
         job, index, attempts=attempt, duration_ms=spent_ms, output=output
     )
-    return _new_tuple(Outcome, ("ItemSucceeded", value))  # type: ignore[no-any-return]
+    return new_tuple(Outcome, ("ItemSucceeded", value))
 
 
 def _permanent(
@@ -224,10 +227,6 @@ def _permanent(
     spent_ms += (time.perf_counter() - started) * 1000
     series.handler_seconds.observe(spent_ms / 1000)
     return failed(job, index, exc.code, exc.message, attempt, spent_ms)
-
-
-# Tuples of a NamedTuple class made without its Python-level ``__new__`` (hot path).
-_new_tuple = tuple.__new__
 
 
 class _Attempts:
@@ -248,7 +247,7 @@ class _Attempts:
 
     def __init__(
         self,
-        handler: Handler,  # type: ignore[type-arg]
+        handler: Handler,
         job_id: UUID,
         job: str,
         index: int,

@@ -85,7 +85,7 @@ class Worker:
     def __init__(
         self,
         settings: WorkerSettings,
-        handler: Handler,  # type: ignore[type-arg]
+        handler: Handler,
         consumer: AIOKafkaConsumer,
         sink: BatchSender,
         cancellations: CancellationWatcher | None = None,
@@ -257,7 +257,7 @@ class Worker:
             if type(outcome) is not Outcome:  # the handler waits, or is retried
                 later: Coroutine[Any, Any, Outcome] = outcome  # type: ignore[assignment]
                 return self._rest(work, self._emit_later(work, job, later))
-            return outcome  # type: ignore[return-value]
+            return outcome
         except Exception:
             self._could_not_finish(record)
             return None
@@ -402,7 +402,7 @@ class Worker:
         await self.deadlines.stop()
 
 
-class ReleaseOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+class ReleaseOnRevoke(ConsumerRebalanceListener):
     def __init__(self, worker: Worker):
         self.worker = worker
 

@@ -84,7 +84,7 @@ def decode_object(payload: dict[str, Any]) -> AnyEvent:
         raise EventDecodeError("unknown_event_type", f"unknown event_type {event_type!r}", payload)
     payload = _upcast(event_type, payload)  # type: ignore[arg-type]
     try:
-        return cls.__pydantic_validator__.validate_python(payload)  # type: ignore[no-any-return]
+        return cls.__pydantic_validator__.validate_python(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "event"

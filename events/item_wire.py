@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from events.ids import ITEM_IDS
+from events.ids import ITEM_IDS, item_submitted_name
 
 _OPTIONS = orjson.OPT_UTC_Z
 
@@ -39,7 +39,7 @@ class SubmittedEncoder:
     def encode_all(self, start: int, inputs: Sequence[bytes]) -> list[bytes]:
         """The events of consecutive items numbered from ``start``, from their inputs."""
         indexes = range(start, start + len(inputs))
-        event_ids = ITEM_IDS.ascii_texts(self.job_id, [f"{i}/submitted" for i in indexes])
+        event_ids = ITEM_IDS.ascii_texts(self.job_id, [item_submitted_name(i) for i in indexes])
         after_id = self._after_id
         return [
             b'{"event_id":"%s%s%d,"input":%s}' % (event_id, after_id, index, input_json)

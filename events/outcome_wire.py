@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from events.ids import ITEM_IDS
+from events.ids import ITEM_IDS, item_outcome_name
 from events.models import MAX_DURATION_MS
 
 _OPTIONS = orjson.OPT_UTC_Z
@@ -28,7 +28,7 @@ def outcome_id(job_id: str, item_index: int) -> str:
 
 
 def _outcome_id(job_id: str, item_index: int) -> bytes:
-    return ITEM_IDS.ascii_text(job_id, f"{item_index}/outcome")
+    return ITEM_IDS.ascii_text(job_id, item_outcome_name(item_index))
 
 
 def _template(event_type: str, tail: bytes) -> bytes:

@@ -72,14 +72,14 @@ CurrentUser = Annotated[str, Depends(get_current_user)]
 
 
 def get_publisher(request: Request) -> EventPublisher:
-    return request.app.state.publisher  # type: ignore[no-any-return]
+    return request.app.state.publisher
 
 
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
 
 
 def get_settings(request: Request) -> ApiSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]

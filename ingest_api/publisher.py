@@ -62,6 +62,7 @@ class KafkaEventPublisher:
         self.max_event_bytes = max_event_bytes
         self.linger_s = linger_s
         self.sender: BatchSender | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # senders dropped after a failure
 
     async def start(self) -> None:
         self.sender = BatchSender(self.producer, linger_s=self.linger_s)
@@ -70,6 +71,8 @@ class KafkaEventPublisher:
     async def close(self) -> None:
         if self.sender is not None:
             await self.sender.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Raises ``EventTooLarge`` (publishing none of them) if a message is larger than
@@ -106,5 +109,7 @@ class KafkaEventPublisher:
         except (DeliveryFailed, KafkaError, TimeoutError) as exc:
             if self.sender is sender:
                 self.sender = None  # the next publish starts afresh
-                asyncio.get_running_loop().create_task(sender.close())
+                closing = asyncio.get_running_loop().create_task(sender.close())
+                self._closing.add(closing)  # (a task without a reference may be collected)
+                closing.add_done_callback(self._closing.discard)
             raise PublishError(repr(exc)) from exc

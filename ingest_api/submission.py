@@ -18,7 +18,7 @@ from events.topics import Topics
 from ingest_api.errors import InvalidBatch, TooLarge
 from ingest_api.publisher import Outgoing
 from ingest_api.schemas import JobRequest
-from jobtypes.contract import Handler, default_routing_keys
+from jobtypes.contract import Handler, default_routing_key, default_routing_keys
 from jobtypes.registry import UnknownJobType, handler_class
 from jobtypes.validation import located_message, validation_message
 
@@ -26,7 +26,7 @@ MAX_REPORTED_ERRORS = 20
 CHUNK = 5_000  # items published per round trip
 
 
-def handler_for(job_type: str) -> Handler:  # type: ignore[type-arg]
+def handler_for(job_type: str) -> Handler:
     try:
         return handler_class(job_type)()
     except UnknownJobType as exc:
@@ -51,7 +51,7 @@ class _ItemsOnly(BaseModel):
 def _request_model(input_model: type[BaseModel]) -> type[JobRequest]:
     """``JobRequest`` whose items are the job type's input model: a body is validated in
     one pass from its JSON, without a dict per item first."""
-    return create_model(  # type: ignore[no-any-return]
+    return create_model(
         f"{input_model.__name__}Request",
         __base__=JobRequest,
         items=(list[input_model], Field(min_length=1)),  # type: ignore[valid-type]
@@ -72,7 +72,7 @@ def job_type_of(raw: bytes) -> str:
     raise AssertionError("a request without a job type validated")  # pragma: no cover
 
 
-def parse_request(handler: Handler, raw: bytes, max_items: int) -> JobRequest:  # type: ignore[type-arg]
+def parse_request(handler: Handler, raw: bytes, max_items: int) -> JobRequest:
     """The request with its items validated against the job type's input model. Mistakes
     outside the items are a 422 in FastAPI's form; invalid items an InvalidBatch naming the
     first ones by index; too many items a TooLarge."""
@@ -113,7 +113,7 @@ SpooledChunk = tuple[list[bytes], list[str] | None]
 
 
 def item_payloads(
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     items: Sequence[Any],
     *,
     start: int,
@@ -171,7 +171,7 @@ def invalid_items(errors: list[dict[str, Any]], total: int) -> InvalidBatch:
 
 
 def checked_payloads(
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     items: list[Any],
     max_item_bytes: int,
 ) -> list[bytes]:
@@ -184,7 +184,7 @@ def checked_payloads(
 
 
 def spooled_chunk(
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     job_id: UUID,
     start: int,
     items: Sequence[Any],
@@ -197,7 +197,7 @@ def spooled_chunk(
 
 
 def spooled_chunks(
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     job_id: UUID,
     items: list[Any],
     payloads: list[bytes],
@@ -221,7 +221,7 @@ def item_messages(
 
 def message_chunks(
     topics: Topics,
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     job_id: UUID,
     chunks: Iterable[SpooledChunk],
 ) -> Iterator[list[Outgoing]]:
@@ -236,7 +236,7 @@ def message_chunks(
 
 
 def retry_chunk(
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     job_id: UUID,
     start: int,
     inputs: list[dict[str, Any] | None],
@@ -250,7 +250,7 @@ def retry_chunk(
             item = handler.input_model.model_validate(data or {})
         except ValidationError:
             payloads.append(orjson.dumps(data or {}))
-            keys.append(f"{job_id}:{index}")
+            keys.append(default_routing_key(job_id_text(job_id), index))
         else:
             payloads.append(to_json(item, exclude_none=True))
             keys.append(handler.routing_key(item, job_id=job_id, item_index=index))

@@ -84,7 +84,7 @@ class UploadLimits:
 
 async def spool_ndjson(
     stream: AsyncIterator[bytes],
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     *,
     job_id: UUID,
     limits: UploadLimits,
@@ -163,7 +163,7 @@ async def _next_piece(
 def _take(
     lines: list[bytearray] | list[bytes],
     index: int,
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     spool: Spool,
     errors: list[dict[str, Any]],
     job_id: UUID,

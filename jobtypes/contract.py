@@ -77,7 +77,7 @@ class Handler(ABC, Generic[In, Out]):
     def routing_key(self, item: In, *, job_id: UUID, item_index: int) -> str:
         """Items with the same key are processed in order; others run concurrently.
         By default every item is independent."""
-        return f"{job_id_text(job_id)}:{item_index}"
+        return default_routing_key(job_id_text(job_id), item_index)
 
     @classmethod
     def keys_by_item(cls) -> bool:
@@ -104,6 +104,12 @@ class Handler(ABC, Generic[In, Out]):
         DependencyUnavailable when what it needs does not answer."""
 
 
+def default_routing_key(job_id: str, item_index: int) -> str:
+    """``Handler.routing_key``'s default: the item's own key, ``job_id:index`` (``job_id`` is
+    the job id's text)."""
+    return f"{job_id}:{item_index}"
+
+
 def default_routing_keys(job_id: str, start: int, count: int) -> list[str]:
-    """``Handler.routing_key``'s default for ``count`` items numbered from ``start``."""
-    return [f"{job_id}:{index}" for index in range(start, start + count)]
+    """``default_routing_key`` of ``count`` items numbered from ``start``."""
+    return [default_routing_key(job_id, index) for index in range(start, start + count)]

@@ -25,7 +25,7 @@ class HandlerRegistrationError(Exception):
     """An entry point does not name a proper Handler class."""
 
 
-def _checked(cls: object, name: str, where: str) -> type[Handler]:  # type: ignore[type-arg]
+def _checked(cls: object, name: str, where: str) -> type[Handler]:
     if not (isinstance(cls, type) and issubclass(cls, Handler)):
         raise HandlerRegistrationError(f"{where} is not a Handler subclass")
     if getattr(cls, "job_type", None) != name:
@@ -37,8 +37,8 @@ def _checked(cls: object, name: str, where: str) -> type[Handler]:  # type: igno
 
 
 @cache
-def handler_classes() -> dict[str, type[Handler]]:  # type: ignore[type-arg]
-    found: dict[str, type[Handler]] = {}  # type: ignore[type-arg]
+def handler_classes() -> dict[str, type[Handler]]:
+    found: dict[str, type[Handler]] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         found[entry.name] = _checked(entry.load(), entry.name, entry.value)
     for spec in filter(None, os.environ.get("BATCH_EXTRA_HANDLERS", "").split(",")):
@@ -55,7 +55,7 @@ def job_types() -> list[str]:
     return list(handler_classes())
 
 
-def handler_class(job_type: str) -> type[Handler]:  # type: ignore[type-arg]
+def handler_class(job_type: str) -> type[Handler]:
     classes = handler_classes()
     if job_type not in classes:
         raise UnknownJobType(job_type, list(classes))

@@ -106,7 +106,7 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
     try:
         if not await _wait_for_lock(raw.driver_connection, settings.projection_name, stop):
             return
-        writer = ProjectionWriter(raw.driver_connection, settings.projection_name)  # type: ignore[arg-type]
+        writer = ProjectionWriter(raw.driver_connection, settings.projection_name)
         consumer = folding_consumer(
             settings, group_id=settings.group_id(), metadata_max_age_ms=10_000
         )

@@ -15,6 +15,43 @@ from projections.fold import ItemChange, JobChange
 
 NULL = "\\N"
 
+# The staging tables' columns, in the order the line builders below write them (the writer
+# creates the tables from these, and names the columns in its COPY).
+JOB_COLUMNS = (
+    ("job_id", "uuid"),
+    ("user_id", "text"),
+    ("job_type", "text"),
+    ("total_items", "integer"),
+    ("metadata", "jsonb"),
+    ("retry_of", "uuid"),
+    ("created_at", "timestamptz"),
+    ("cancel_requested_at", "timestamptz"),
+)
+ITEM_COLUMNS = (
+    ("job_id", "uuid"),
+    ("item_index", "integer"),
+    ("submitted", "boolean"),
+    ("input_data", "jsonb"),
+    ("submitted_at", "timestamptz"),
+    ("status", "text"),
+    ("output_data", "jsonb"),
+    ("error_code", "text"),
+    ("error_message", "text"),
+    ("attempts", "integer"),
+    ("duration_ms", "double precision"),
+    ("processed_at", "timestamptz"),
+)
+
+
+def staging_table(name: str, columns: tuple[tuple[str, str], ...]) -> str:
+    """The temporary table a COPY of ``columns`` goes into, emptied at each commit."""
+    body = ", ".join(f"{column} {sql_type}" for column, sql_type in columns)
+    return f"CREATE TEMP TABLE IF NOT EXISTS {name} ({body}) ON COMMIT DELETE ROWS;"
+
+
+def copy_into(name: str, columns: tuple[tuple[str, str], ...]) -> str:
+    return f"COPY {name} ({', '.join(column for column, _ in columns)}) FROM STDIN"
+
 
 def escape(text: str) -> str:
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:

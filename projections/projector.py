@@ -106,7 +106,7 @@ def _grouped(pairs: list[tuple[TopicPartition, Record]]) -> Batch:
     return batch
 
 
-class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+class SeekToStoredPositions(ConsumerRebalanceListener):
     def __init__(
         self,
         consumer: AIOKafkaConsumer,

@@ -16,24 +16,21 @@ from uuid import UUID
 from psycopg2.extensions import AsIs
 from psycopg2.extensions import connection as PgConnection
 
-from projections.copy_rows import item_lines, job_lines
+from projections.copy_rows import (
+    ITEM_COLUMNS,
+    JOB_COLUMNS,
+    copy_into,
+    item_lines,
+    job_lines,
+    staging_table,
+)
 from projections.fold import Changes
 
-STAGING_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS stage_jobs (
-    job_id uuid, user_id text, job_type text, total_items integer, metadata jsonb,
-    retry_of uuid, created_at timestamptz, cancel_requested_at timestamptz
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS stage_items (
-    job_id uuid, item_index integer, submitted boolean, input_data jsonb,
-    submitted_at timestamptz, status text, output_data jsonb, error_code text,
-    error_message text, attempts integer, duration_ms double precision,
-    processed_at timestamptz
-) ON COMMIT DELETE ROWS;
-"""
-
-STAGE_JOBS = "INSERT INTO stage_jobs SELECT * FROM json_populate_recordset(NULL::stage_jobs, %s)"
-STAGE_ITEMS = "INSERT INTO stage_items SELECT * FROM json_populate_recordset(NULL::stage_items, %s)"
+STAGING_DDL = "\n".join(
+    [staging_table("stage_jobs", JOB_COLUMNS), staging_table("stage_items", ITEM_COLUMNS)]
+)
+COPY_JOBS = copy_into("stage_jobs", JOB_COLUMNS)
+COPY_ITEMS = copy_into("stage_items", ITEM_COLUMNS)
 
 UPSERT_JOBS = """
 INSERT INTO jobs AS j (id, user_id, job_type, total_items, metadata, retry_of, created_at,
@@ -264,10 +261,10 @@ class ProjectionWriter:
         database; on the local one the projector benchmark did not move)."""
         statements: list[bytes] = []
         if staged.job_rows:
-            _copy(cur, "COPY stage_jobs FROM STDIN", staged.job_rows)
+            _copy(cur, COPY_JOBS, staged.job_rows)
             statements.append(cur.mogrify(UPSERT_JOBS))
         if staged.item_rows:
-            _copy(cur, "COPY stage_items FROM STDIN", staged.item_rows)
+            _copy(cur, COPY_ITEMS, staged.item_rows)
             statements.append(cur.mogrify(WRITE_ITEMS))
         if staged.job_ids:
             ids = {"ids": staged.job_ids}

@@ -59,7 +59,7 @@ async def topic_partitions(
 ) -> list[TopicPartition]:
     """Every partition of the topics ``wanted`` accepts, from fresh cluster metadata (a
     consumer only keeps the partitions of topics it is subscribed to)."""
-    cluster = await consumer._client.fetch_all_metadata()  # type: ignore[attr-defined]
+    cluster = await consumer._client.fetch_all_metadata()
     return [
         TopicPartition(topic, partition)
         for topic in sorted(cluster.topics())

@@ -200,7 +200,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def _accept(
     session: Session,
     user: str,
-    handler: Handler,  # type: ignore[type-arg]
+    handler: Handler,
     total: int,
     metadata: dict[str, Any] | None,
     idempotency_key: str | None,
@@ -238,7 +238,7 @@ async def _publish(
     settings: ApiSettings,
     handler: Handler,
     user: str,
-    accepted: AcceptedJob,  # type: ignore[type-arg]
+    accepted: AcceptedJob,
     metadata: dict[str, Any] | None,
     chunks: Iterable[list[Outgoing]] | AsyncIterator[list[Outgoing]],
     retry_of: UUID | None = None,

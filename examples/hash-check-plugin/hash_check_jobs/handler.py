@@ -2,7 +2,6 @@
 
 import base64
 import hashlib
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,9 +26,6 @@ class HashCheckHandler(Handler[HashCheckInput, HashCheckOutput]):
     input_model = HashCheckInput
     output_model = HashCheckOutput
     timeout_s = 5.0
-
-    def routing_key(self, item: HashCheckInput, *, job_id: UUID, item_index: int) -> str:
-        return f"{job_id}:{item_index}"  # items are independent
 
     async def handle(self, item: HashCheckInput, context: ItemContext) -> HashCheckOutput:
         content = base64.b64decode(item.content)
