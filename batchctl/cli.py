@@ -95,6 +95,7 @@ def worker(
 ) -> None:
     """Run one worker process of a job type's consumer group."""
     from consumers.app import run_worker
+    from consumers.failures import EXIT_STATUS_BROKEN, WorkerBroken
     from consumers.settings import WorkerSettings
     from jobtypes.registry import UnknownJobType, handler_class
 
@@ -106,7 +107,11 @@ def worker(
     settings = WorkerSettings()
     if concurrency:
         settings = settings.model_copy(update={"worker_concurrency": concurrency})
-    _run(run_worker(settings, job_type))
+    try:
+        _run(run_worker(settings, job_type))
+    except WorkerBroken as exc:  # (logged as it happened, with its traceback)
+        err.print(f"[red]error:[/] the worker stopped on a bug it could not settle: {exc}")
+        raise typer.Exit(EXIT_STATUS_BROKEN) from None
 
 
 @app.command()

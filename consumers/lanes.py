@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 YIELD_EVERY = 256  # records a runner processes before it lets the fetcher and sender run
 
 
+def _log_bug(exc: BaseException) -> None:
+    log.error("processing a record failed", exc_info=exc)
+
+
 class KeyedDispatcher(Generic[T]):
     def __init__(
         self,
@@ -32,8 +36,10 @@ class KeyedDispatcher(Generic[T]):
         *,
         concurrency: int,
         max_queued: int,
+        on_bug: Callable[[BaseException], None] | None = None,
     ):
         self._start = start
+        self._on_bug = on_bug or _log_bug
         self._concurrency = concurrency
         self._max_queued = max_queued
         # Heads of free lanes waiting for a runner (every runner busy), in submission order.
@@ -96,8 +102,8 @@ class KeyedDispatcher(Generic[T]):
     def _started(self, item: T) -> Awaitable[None] | None:
         try:
             return self._start(item)
-        except Exception:
-            log.exception("processing a record failed")
+        except Exception as exc:  # ``start`` settles its own errors: this is a bug in it
+            self._on_bug(exc)
             return None
 
     @property
@@ -123,8 +129,8 @@ class KeyedDispatcher(Generic[T]):
                 if rest is not None:
                     try:  # the lane goes on: its later records still run
                         await rest
-                    except Exception:
-                        log.exception("processing a record failed")
+                    except Exception as exc:  # (the same: a bug in what ``start`` gave)
+                        self._on_bug(exc)
                 processed += 1
                 if processed % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # let the fetcher and the sender run

@@ -37,8 +37,10 @@ class PartitionOffsets:
             self._position = offset + 1
             if not acked:
                 return
-        else:
+        elif pending and offset > pending[0]:
             acked.add(offset)
+        else:  # acknowledged before (an outcome sent again after a bug): nothing moves
+            return
         while pending and pending[0] in acked:
             done = pending.popleft()
             acked.discard(done)

@@ -1,4 +1,5 @@
-"""One item through its handler: validation, timeout, retries with backoff, and the outcome.
+"""One item through its handler: validation, timeout, retries with backoff, and the outcome
+(what fails an item and how: ``consumers.failures``).
 
 Nothing a handler does escapes from here: every path ends in exactly one outcome event,
 returned encoded (``events.outcome_wire``: this is the hot path). Everything a handler
@@ -13,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Coroutine, Generator
+from contextvars import Context, copy_context
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -20,6 +22,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from consumers.deadlines import Deadlines, current_task
+from consumers.failures import retried_error
 from consumers.metrics import JobTypeSeries, series_of
 from consumers.outage import Outage
 from events import outcome_wire
@@ -38,7 +41,6 @@ from jobtypes.contract import (
     ItemContext,
     JsonOutput,
     PermanentError,
-    TransientError,
 )
 from jobtypes.validation import validation_message
 
@@ -178,7 +180,11 @@ def process_item_now(
     started = time.perf_counter()
     try:
         call = handler.handle(item, new_tuple(ItemContext, (job_id, index, 1)))
-        waiting_on = call.send(None)
+        context = copy_context()  # its own: see ``Handler.handle``
+        if not handler.inline_start:
+            rest = _Attempts(handler, job_id, job, index, item, policy, deadlines, series, outage)
+            return rest.resume(_InContext(call, context), started)
+        waiting_on = context.run(call.send, None)
     except StopIteration as done:
         try:
             return _succeeded(handler, series, job, index, 1, done.value, started, 0.0)
@@ -190,7 +196,7 @@ def process_item_now(
         error = exc
     else:  # the handler waits: the rest runs in a task, under the timeout
         rest = _Attempts(handler, job_id, job, index, item, policy, deadlines, series, outage)
-        return rest.resume(call, waiting_on, started)
+        return rest.resume(_InContext(call, context, waiting_on), started)
     rest = _Attempts(handler, job_id, job, index, item, policy, deadlines, series, outage)
     return rest.retry(error, (time.perf_counter() - started) * 1000)
 
@@ -261,13 +267,11 @@ class _Attempts:
         self.item, self.policy, self.deadlines, self.series = item, policy, deadlines, series
         self.outage = outage
 
-    async def resume(
-        self, call: Coroutine[Any, Any, Any], waiting_on: Any, started: float
-    ) -> Outcome:
-        """Finish a first attempt that is waiting on ``waiting_on``, then any others."""
+    async def resume(self, call: "_InContext", started: float) -> Outcome:
+        """Finish a first attempt that is waiting, then make any others."""
         remaining_s = self.handler.timeout_s - (time.perf_counter() - started)
         try:
-            result = await self._timed(_Resumed(call, waiting_on), remaining_s)
+            result = await self._timed(call, remaining_s)
             return _succeeded(
                 self.handler, self.series, self.job, self.index, 1, result, started, 0.0
             )
@@ -296,7 +300,7 @@ class _Attempts:
                     if waiting_for is not None:
                         self._over(waiting_for)
                         waiting_for, outage_tries = None, 0
-                    code, message = _transient(error, timeout_s)
+                    code, message = retried_error(error, timeout_s)
                     if attempt >= self.policy.max_attempts:
                         self.series.handler_seconds.observe(spent_ms / 1000)
                         return failed(job, index, code, message, attempt, spent_ms)
@@ -314,7 +318,8 @@ class _Attempts:
                 started = time.perf_counter()
                 try:
                     context = ItemContext(self.job_id, index, attempt)
-                    result = await self._timed(handler.handle(self.item, context), timeout_s)
+                    call = _InContext(handler.handle(self.item, context), copy_context())
+                    result = await self._timed(call, timeout_s)
                     return _succeeded(
                         handler, self.series, job, index, attempt, result, started, spent_ms
                     )
@@ -364,40 +369,38 @@ class _Attempts:
         return result
 
 
-class _Resumed:
-    """Awaits a coroutine that has already run up to its first wait, on ``waiting_on`` (what
-    it yielded): what ``await`` would have done with it from there on."""
+_NOT_STARTED = object()
 
-    __slots__ = ("_coro", "_waiting_on")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], waiting_on: Any):
-        self._coro, self._waiting_on = coro, waiting_on
+class _InContext:
+    """Awaits a handler's coroutine with each of its steps run in ``context`` (its own
+    context variables), from where it is: not started, or waiting on ``waiting_on`` (what
+    its first step yielded, run by ``process_item_now``)."""
+
+    __slots__ = ("_context", "_coro", "_waiting_on")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, Any], context: Context, waiting_on: Any = _NOT_STARTED
+    ):
+        self._coro, self._context, self._waiting_on = coro, context, waiting_on
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        coro, waiting_on = self._coro, self._waiting_on
+        coro, run, waiting_on = self._coro, self._context.run, self._waiting_on
+        if waiting_on is _NOT_STARTED:
+            try:
+                waiting_on = run(coro.send, None)
+            except StopIteration as done:
+                return done.value
         while True:
             try:
                 sent = yield waiting_on
             except BaseException as exc:  # thrown into the task (a cancellation): pass it on
                 try:
-                    waiting_on = coro.throw(exc)
+                    waiting_on = run(coro.throw, exc)
                 except StopIteration as done:
                     return done.value
             else:
                 try:
-                    waiting_on = coro.send(sent)
+                    waiting_on = run(coro.send, sent)
                 except StopIteration as done:
                     return done.value
-
-
-def _transient(exc: Exception, timeout_s: float) -> tuple[str, str]:
-    if isinstance(exc, TransientError):
-        return exc.code, exc.message
-    if isinstance(exc, TimeoutError):
-        return "timeout", f"the handler did not finish within {timeout_s:g}s"
-    if isinstance(exc, ValidationError):
-        return "invalid_output", validation_message(exc)
-    if isinstance(exc, UnsafeValue):
-        return "invalid_output", str(exc)
-    log.exception("handler raised an unexpected exception", exc_info=exc)
-    return "handler_error", f"{type(exc).__name__}: {exc}"

@@ -8,7 +8,8 @@ commit what is acknowledged.
   waiting for room in the sink); what has to wait (a handler on I/O, a retry's backoff)
   goes on in a runner task (``consumers.lanes``).
 - Every record ends in exactly one outcome event or a dead letter (and, when a dead letter
-  still names its item, a ``malformed_event`` failure for it), published in batches.
+  still names its item, a ``malformed_event`` failure for it), published in batches. What
+  goes wrong is treated by one policy: ``consumers.failures``.
 - A partition's offset is committed only up to the first record whose outcome Kafka has not
   yet acknowledged.
 - On revocation, queued records of the revoked partitions are dropped (never processed
@@ -31,6 +32,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from consumers.cancellations import CancellationWatcher
 from consumers.deadlines import Deadlines
+from consumers.failures import INTERNAL_ERROR, WorkerBroken, bug_message
 from consumers.item_reader import ItemReader, UnexpectedEvent
 from consumers.lanes import YIELD_EVERY, KeyedDispatcher
 from consumers.metrics import DEAD_LETTERED, series_of
@@ -45,10 +47,10 @@ from consumers.processing import (
     process_item_now,
 )
 from consumers.settings import WorkerSettings
-from events.codec import EventDecodeError
+from events.codec import EventDecodeError, address_fields
 from events.ids import job_id_text
 from jobtypes.contract import Handler
-from streaming.batch_sender import BatchSender
+from streaming.batch_sender import BatchSender, DeliveryFailed
 from streaming.dead_letters import dead_letter, item_address
 
 log = logging.getLogger(__name__)
@@ -111,8 +113,10 @@ class Worker:
         }
         self.dead_lettered = 0
         self.reader = ItemReader(handler, settings.worker_max_event_bytes)
+        self.broken: BaseException | None = None  # a bug it could not settle
         self.dispatcher: KeyedDispatcher[Work] = KeyedDispatcher(
             self._start,
+            on_bug=self.break_down,
             concurrency=settings.worker_concurrency,
             max_queued=settings.worker_max_batch * 2,
         )
@@ -142,6 +146,8 @@ class Worker:
                 for tp, records in fetch.result().items():
                     await self._dispatch(tp, records)
                 self.sink.check()
+                if self.broken is not None:
+                    raise WorkerBroken(repr(self.broken)) from self.broken
                 await self._maybe_commit()
         finally:
             stopping.cancel()
@@ -175,9 +181,10 @@ class Worker:
         if offsets is None:
             offsets = self.offsets[tp] = PartitionOffsets()
         offsets.track_all([record.offset for record in records])
-        # In phases, each a loop of one piece of code (a piece alone in a loop runs at about
-        # twice its speed interleaved with the others): read every record; then, a chunk at
-        # a time, process the records that can start now, then publish their outcomes.
+        # In phases, each a loop of one piece of code (a piece alone in a loop runs faster
+        # than interleaved with the others: its code and data stay warm): read every record;
+        # then, a chunk at a time, process the records that can start now, then publish
+        # their outcomes.
         items = self.reader.read_all([record.value for record in records])
         partition, dispatcher, process = tp.partition, self.dispatcher, self._process
         free, submit_nowait = dispatcher.free, dispatcher.submit_nowait
@@ -246,7 +253,7 @@ class Worker:
                     message = f"{item} on {record.topic}"
                     rest = self._reject(work, "unexpected_event", message, None)
                 else:
-                    raise cast(Exception, item)  # a bug in reading: not finished
+                    raise cast(Exception, item)  # a bug in reading: settled below
                 return self._rest(work, rest)
             job = item.job_text
             if self.cancellations is not None and self.cancellations.is_cancelled(job):
@@ -258,9 +265,8 @@ class Worker:
                 later: Coroutine[Any, Any, Outcome] = outcome  # type: ignore[assignment]
                 return self._rest(work, self._emit_later(work, job, later))
             return outcome
-        except Exception:
-            self._could_not_finish(record)
-            return None
+        except Exception as exc:
+            return self._rest(work, self._settle(work, exc))
 
     def _start(self, work: Work) -> Coroutine[Any, Any, None] | None:
         """The dispatcher's start of a queued record: ``_process``, then its outcome handed
@@ -274,9 +280,8 @@ class Worker:
         try:
             if self._emit_nowait(job, outcome, ack):
                 return None
-        except Exception:
-            self._could_not_finish(record)
-            return None
+        except Exception as exc:
+            return self._rest(work, self._settle(work, exc))
         return self._rest(work, self._emit(job, outcome, ack))
 
     async def _publish(self, offsets: PartitionOffsets, done: list[tuple[Work, Outcome]]) -> None:
@@ -292,8 +297,8 @@ class Worker:
                 try:
                     if not self._emit_nowait(job, outcome, ack):
                         await self._emit(job, outcome, ack)
-                except Exception:
-                    self._could_not_finish(record)
+                except Exception as exc:
+                    await self._settle((record, offsets, item), exc)
         finally:
             offsets.running -= len(done)
 
@@ -305,8 +310,8 @@ class Worker:
     async def _finish(self, work: Work, rest: Awaitable[None]) -> None:
         try:
             await rest
-        except Exception:
-            self._could_not_finish(work[0])
+        except Exception as exc:
+            await self._settle(work, exc)
         finally:
             work[1].running -= 1
 
@@ -314,11 +319,45 @@ class Worker:
         record, offsets, _ = work
         await self._emit(job_id, await outcome, partial(offsets.ack, record.offset))
 
-    @staticmethod
-    def _could_not_finish(record: Record) -> None:
-        # Publishing failed (the sink reports it to the loop); the record stays
-        # unacknowledged, so its offset is never committed.
-        log.exception("could not finish %s[%d]@%d", record.topic, record.partition, record.offset)
+    async def _settle(self, work: Work, exc: Exception) -> None:
+        """A record that raised outside its handler (``consumers.failures``, policies 2 and
+        3): Kafka not acknowledging is left to the loop (its session starts again); a bug
+        fails the record's item with ``internal_error``, or breaks the worker if even that
+        cannot be published."""
+        record, offsets, item = work
+        if isinstance(exc, DeliveryFailed) or offsets.released:
+            return  # unacknowledged: delivered again (to this worker's next session, or
+            # to the partition's new owner)
+        log.error(
+            "a bug on %s[%d]@%d; its item fails with %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            INTERNAL_ERROR,
+            exc_info=exc,
+        )
+        ack = partial(offsets.ack, record.offset)
+        try:
+            if type(item) is SubmittedItem:
+                address: tuple[str, int] | None = (item.job_text, item.item_index)
+            else:
+                named = item_address(address_fields(record.value or b""))
+                address = None if named is None else (job_id_text(named[0]), named[1])
+            if address is None:
+                await self._dead_letter(record, INTERNAL_ERROR, bug_message(exc), ack)
+            else:
+                job, index = address
+                outcome = failed(job, index, INTERNAL_ERROR, bug_message(exc), attempts=0)
+                await self._emit(job, outcome, ack)
+        except Exception as again:
+            if not isinstance(again, DeliveryFailed):
+                self.break_down(again)
+
+    def break_down(self, exc: BaseException) -> None:
+        """Stop the worker for a bug it cannot settle: ``run`` raises ``WorkerBroken``."""
+        log.critical("the worker cannot go on: %r", exc, exc_info=exc)
+        if self.broken is None:
+            self.broken = exc
 
     async def _reject(
         self, work: Work, reason: str, message: str, address: tuple[UUID, int] | None

@@ -43,7 +43,7 @@ class EventPublisher(Protocol):
 
 class KafkaEventPublisher:
     """Publishes through a ``BatchSender``: messages are appended to per-partition batches
-    (a few µs each, against 10-20 µs for ``producer.send``) and ``publish`` returns when
+    (far cheaper than a ``producer.send`` each) and ``publish`` returns when
     Kafka has acknowledged all of them, or fails within ``timeout_s``. After a failed
     delivery the sender is replaced, so one broker outage does not outlive itself."""
 

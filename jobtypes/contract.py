@@ -21,8 +21,8 @@ Out = TypeVar("Out", bound=BaseModel)
 class ItemContext(NamedTuple):
     """Which item is being handled: ``(job_id, item_index)`` names it across redeliveries,
     so a handler can recognise its own earlier effects; ``attempt`` counts from 1.
-    (Immutable; a tuple because one is made per attempt, and a frozen dataclass took twice
-    as long to make.)"""
+    (Immutable; a tuple because one is made per attempt, and a tuple is the cheapest
+    immutable record to make.)"""
 
     job_id: UUID
     item_index: int
@@ -73,6 +73,9 @@ class Handler(ABC, Generic[In, Out]):
     input_model: ClassVar[type[BaseModel]]
     output_model: ClassVar[type[BaseModel]]
     timeout_s: ClassVar[float] = 30.0
+    # Whether a call's first step (up to its first real wait) may run inline in the
+    # worker's dispatching task; see ``handle``.
+    inline_start: ClassVar[bool] = True
 
     def routing_key(self, item: In, *, job_id: UUID, item_index: int) -> str:
         """Items with the same key are processed in order; others run concurrently.
@@ -101,7 +104,24 @@ class Handler(ABC, Generic[In, Out]):
     @abstractmethod
     async def handle(self, item: In, context: ItemContext) -> Out | JsonOutput:
         """Process one item. Raise PermanentError or TransientError to fail it, and
-        DependencyUnavailable when what it needs does not answer."""
+        DependencyUnavailable when what it needs does not answer.
+
+        Where a call runs:
+
+        - **Context variables**: each call runs every step in a ``contextvars`` context of
+          its own, copied from the worker's: what it sets is seen by the rest of the call
+          (and by tasks it starts), never by the worker or by another item's call.
+        - **Task**: with ``inline_start`` (the default), the call's first step, up to its
+          first ``await`` that really waits, runs inline in the worker's task that
+          dispatches the item, so that a handler that never waits costs no task; a
+          runner task of the worker carries it on from there to its end, running no other
+          item meanwhile. Before that first wait ``asyncio.current_task()`` is the
+          dispatching task, and an ``asyncio.timeout()`` (or a ``TaskGroup``) entered there
+          and still open across a wait would cancel that task, not this call: enter them
+          after a first wait, or set ``inline_start = False``, which runs the whole call in
+          a runner task. A retry's call always runs wholly in a runner task.
+        - **Timeout**: the worker enforces ``timeout_s`` on each call itself.
+        """
 
 
 def default_routing_key(job_id: str, item_index: int) -> str:

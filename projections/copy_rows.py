@@ -2,7 +2,8 @@
 
 COPY is the cheapest way into PostgreSQL; the cost is building its text in Python. These
 builders know each staging table's columns and types: timestamps and UUIDs are written by
-orjson (several times faster than ``isoformat()``), and strings are only escaped when they
+orjson (in C, where ``isoformat()`` and ``str()`` run per value), and strings are only
+escaped when they
 hold one of COPY's four special characters.
 """
 

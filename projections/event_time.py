@@ -3,8 +3,8 @@
 Kafka orders records within a partition only, and aiokafka hands fetched records out a
 partition at a time. Folding a backlog that way (a replay, or a projector catching up) writes
 each item twice: its submission, from an items topic, in one batch as a pending row; its
-outcome, from the outcomes topic, in a later batch as an update of that row. PostgreSQL pays
-about twice as much for that update as for the insert. Taken in event-time order instead
+outcome, from the outcomes topic, in a later batch as an update of that row, which costs
+PostgreSQL more than the insert did. Taken in event-time order instead
 (the records' timestamps, merged across partitions, as Kafka Streams does), an item's
 submission and its outcome mostly land in the same batch, and are written as one terminal
 row.

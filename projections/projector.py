@@ -156,8 +156,8 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
 
 
 # The writer's thread needs the GIL back each time PostgreSQL answers (several times a
-# batch), and the fold on the loop's thread gives it up only every switch interval: 5 ms by
-# default. At 1 ms the writer took ~10 % less time a batch (BENCHMARKS.md, stop 14).
+# batch), and the fold on the loop's thread gives it up only every switch interval (5 ms by
+# default): a shorter one gives the writer its turns sooner (BENCHMARKS.md, stop 14).
 WRITER_SWITCH_INTERVAL_S = 0.001
 
 

@@ -9,6 +9,6 @@ def settle_after_start_up() -> None:
     out of the collector's scans. Then collect young objects every 20,000 allocations
     instead of 700: at tens of thousands of events a second the default ran a collection
     every few dozen events, and the older generations' scans grow with what is alive
-    (measured: 20-40 % of the API's and the projector's time per item)."""
+    (what it cost: BENCHMARKS.md)."""
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)

@@ -27,7 +27,7 @@ class MetricsSettings(BaseSettings):
 class LoopCounter:
     """A counter bumped from the event loop's thread only: no lock. prometheus_client's
     counter and histogram take a lock per call, and its histogram scans its buckets in
-    Python: together a quarter of a no-op item's time in a worker. ``WorkerSeriesCollector``
+    Python, per item on the workers' hot path. ``WorkerSeriesCollector``
     exposes these as ordinary Prometheus series."""
 
     __slots__ = ("value",)

@@ -1,8 +1,9 @@
 """Batched, acknowledged publishing (the workers' outcomes and dead letters, the API's
 submissions).
 
-``producer.send()`` costs ~10-20 µs a message in aiokafka; appending to a batch builder per
-partition and submitting whole batches with ``send_batch`` costs a fraction of that. Every
+``producer.send()`` runs a lot of Python per message in aiokafka (a future, a partitioner
+call, the accumulator's bookkeeping); appending to a batch builder per partition and
+submitting whole batches with ``send_batch`` runs a fraction of it. Every
 message carries an acknowledgement callback for the record it answers; when Kafka
 acknowledges the batch, the callbacks run, and only then can those offsets be committed.
 

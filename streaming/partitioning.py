@@ -2,8 +2,8 @@
 
 The Java client, and so every Kafka tool and upstream publisher, puts a keyed message on
 partition ``(murmur2(key) & 0x7fffffff) % partitions``. aiokafka computes murmur2 in pure
-Python (~13 µs a key here, a fifth of the API's time per item); ``murmurhash2`` is the same
-function in C (~0.3 µs). ``tests/unit/test_partitioning.py`` holds it to aiokafka's and to
+Python, a loop per byte of every key; ``murmurhash2`` is the same function in C.
+``tests/unit/test_partitioning.py`` holds it to aiokafka's and to
 the Java client's published values.
 """
 

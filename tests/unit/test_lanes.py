@@ -72,6 +72,28 @@ async def test_a_record_that_raises_does_not_stop_its_lane_or_its_runner():
     assert seen == [0, 2, 3, 9]
 
 
+async def test_what_raises_out_of_start_is_reported_as_a_bug():
+    bugs: list[BaseException] = []
+
+    def start(item: int):  # type: ignore[no-untyped-def]
+        if item == 1:
+            raise RuntimeError("at start")
+        if item == 2:
+            return _raise_later()
+        return None
+
+    async def _raise_later() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("later")
+
+    dispatcher = KeyedDispatcher(start, concurrency=2, max_queued=10, on_bug=bugs.append)
+    for i in range(4):
+        await dispatcher.submit(f"lane {i}", i)
+    await asyncio.wait_for(dispatcher.drained(), 2)
+    await dispatcher.stop()
+    assert sorted(str(b) for b in bugs) == ["at start", "later"]
+
+
 async def test_a_record_done_at_start_is_done_before_submit_returns():
     seen: list[int] = []
 

@@ -30,6 +30,22 @@ def test_a_slow_record_holds_back_the_commit_of_later_ones():
     assert offsets.in_flight == 0
 
 
+def test_an_offset_acknowledged_twice_moves_nothing_the_second_time():
+    """(An item failed ``internal_error`` after its outcome had been sent.)"""
+    offsets = PartitionOffsets()
+    for o in (10, 11, 12):
+        offsets.track(o)
+    offsets.ack(10)
+    offsets.ack(12)
+    offsets.ack(10)  # done already
+    offsets.ack(12)  # acknowledged already, not yet committable
+    assert offsets.to_commit() == 11
+    offsets.ack(11)
+    assert offsets.to_commit() == 13 and offsets.in_flight == 0
+    offsets.ack(11)
+    assert offsets.to_commit() == 13 and offsets._acked == set()
+
+
 def test_offsets_must_be_tracked_in_order():
     offsets = PartitionOffsets()
     offsets.track(5)

@@ -13,12 +13,13 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from archive_jobs.noop import NoopHandler, NoopInput, NoopOutput
+from consumers.failures import WorkerBroken
 from consumers.settings import WorkerSettings
 from consumers.worker import Worker
 from events.codec import encode
 from events.models import ItemSubmitted
 from jobtypes.contract import ItemContext
-from streaming.batch_sender import BatchSender
+from streaming.batch_sender import BatchSender, DeliveryFailed
 
 ITEMS = TopicPartition("t.items.noop", 0)
 
@@ -171,7 +172,7 @@ async def test_the_fetch_loop_waits_for_room_in_the_sink_and_loses_nothing():
     await sink.close()
 
 
-async def test_a_record_that_breaks_the_reader_is_not_acknowledged_and_the_rest_go_on(
+async def test_a_record_that_breaks_the_reader_fails_its_item_and_the_partition_moves_on(
     sink_and_producer, monkeypatch, caplog
 ):
     sink, producer = sink_and_producer
@@ -188,6 +189,88 @@ async def test_a_record_that_breaks_the_reader_is_not_acknowledged_and_the_rest_
     await worker._dispatch(ITEMS, batch)
     await worker.dispatcher.drained()
     await sink.flush()
-    assert sorted(o["item_index"] for o in producer.outcomes()) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
-    assert worker.offsets[ITEMS].to_commit() == 4  # held at the unfinished record
-    assert "could not finish" in caplog.text
+    outcomes = {o["item_index"]: o for o in producer.outcomes()}
+    assert sorted(outcomes) == list(range(10))
+    assert outcomes[4]["event_type"] == "ItemFailed"
+    assert outcomes[4]["error_code"] == "internal_error"
+    assert "RuntimeError: a bug in reading" in outcomes[4]["error_message"]
+    assert worker.offsets[ITEMS].to_commit() == 10  # not held at the record
+    assert "a bug on t.items.noop[0]@4" in caplog.text and worker.broken is None
+
+
+async def test_a_bug_in_publishing_an_outcome_fails_the_item_instead(
+    sink_and_producer, monkeypatch
+):
+    sink, producer = sink_and_producer
+    worker = Worker(WorkerSettings(), NoopHandler(), StubConsumer(), sink)  # type: ignore[arg-type]
+    real_emit_nowait, broke = worker._emit_nowait, []
+
+    def emit_nowait(job, outcome, ack):  # type: ignore[no-untyped-def]
+        if b'"item_index":3' in outcome.value and not broke:
+            broke.append(outcome)
+            raise ValueError("a bug in publishing")
+        return real_emit_nowait(job, outcome, ack)
+
+    monkeypatch.setattr(worker, "_emit_nowait", emit_nowait)
+    await worker._dispatch(ITEMS, records(10))
+    await worker.dispatcher.drained()
+    await sink.flush()
+    outcomes = {o["item_index"]: o for o in producer.outcomes()}
+    assert sorted(outcomes) == list(range(10)) and broke
+    assert outcomes[3]["error_code"] == "internal_error"
+    assert worker.offsets[ITEMS].to_commit() == 10
+
+
+async def test_kafka_not_acknowledging_is_not_a_bug_the_record_waits_for_the_next_session(
+    sink_and_producer, monkeypatch
+):
+    sink, producer = sink_and_producer
+    worker = Worker(WorkerSettings(), NoopHandler(), StubConsumer(), sink)  # type: ignore[arg-type]
+    real_emit_nowait = worker._emit_nowait
+
+    def emit_nowait(job, outcome, ack):  # type: ignore[no-untyped-def]
+        if b'"item_index":3' in outcome.value:
+            raise DeliveryFailed("no acknowledgement")
+        return real_emit_nowait(job, outcome, ack)
+
+    monkeypatch.setattr(worker, "_emit_nowait", emit_nowait)
+    await worker._dispatch(ITEMS, records(10))
+    await worker.dispatcher.drained()
+    await sink.flush()
+    assert sorted(o["item_index"] for o in producer.outcomes()) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert worker.offsets[ITEMS].to_commit() == 3  # held: delivered again after a restart
+    assert worker.broken is None
+
+
+class OnceConsumer(StubConsumer):
+    """Hands out one batch, then nothing."""
+
+    def __init__(self, batch: list[ConsumerRecord]) -> None:  # type: ignore[type-arg]
+        self.batch: list[ConsumerRecord] | None = batch  # type: ignore[type-arg]
+
+    async def getmany(self, timeout_ms: int, max_records: int):  # type: ignore[no-untyped-def]
+        batch, self.batch = self.batch, None
+        if batch is None:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        return {ITEMS: batch}
+
+
+async def test_a_bug_it_cannot_settle_stops_the_worker_after_committing_what_is_done(
+    sink_and_producer, monkeypatch
+):
+    sink, producer = sink_and_producer
+    consumer = OnceConsumer(records(10))
+    worker = Worker(WorkerSettings(), NoopHandler(), consumer, sink)  # type: ignore[arg-type]
+    real_emit_nowait = worker._emit_nowait
+
+    def emit_nowait(job, outcome, ack):  # type: ignore[no-untyped-def]
+        if b'"item_index":5' in outcome.value:  # the internal_error outcome too
+            raise ValueError("publishing is broken for this item")
+        return real_emit_nowait(job, outcome, ack)
+
+    monkeypatch.setattr(worker, "_emit_nowait", emit_nowait)
+    with pytest.raises(WorkerBroken, match="publishing is broken"):
+        await asyncio.wait_for(worker.run(asyncio.Event()), 10)
+    assert consumer.committed == {ITEMS: 5}  # what was acknowledged before the bug
+    assert sorted(o["item_index"] for o in producer.outcomes()) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
