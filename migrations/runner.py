@@ -17,7 +17,3 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
-
-
-def autogenerate(database_url: str, message: str) -> None:
-    command.revision(alembic_config(database_url), message=message, autogenerate=True)
