@@ -312,13 +312,22 @@ def _sessions():
 @keys_app.command("create")
 def keys_create(
     user: Annotated[str, typer.Option("--user", help="the user the key acts as")],
+    interactive_max: Annotated[
+        int | None,
+        typer.Option(
+            "--interactive-max",
+            min=0,
+            help="the largest job it may send to the interactive lane (0: none; "
+            "default: API_INTERACTIVE_MAX_ITEMS)",
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; it is printed once and only its hash is stored."""
     from ingest_api.api_keys import InvalidUserId, create_key
 
     with _sessions()() as session:
         try:
-            key = create_key(session, user_id=user)
+            key = create_key(session, user_id=user, interactive_max_items=interactive_max)
         except InvalidUserId as exc:
             raise _fail(str(exc)) from None
     err.print(f"key {key.key_id} for user {user!r} (shown once):")
@@ -330,13 +339,14 @@ def keys_list(user: Annotated[str | None, typer.Option("--user")] = None) -> Non
     """List API keys (their prefixes, never the keys)."""
     from ingest_api.api_keys import list_keys
 
-    table = Table("id", "user", "prefix", "created", "revoked")
+    table = Table("id", "user", "prefix", "interactive max", "created", "revoked")
     with _sessions()() as session:
         for key in list_keys(session, user_id=user):
             table.add_row(
                 str(key.id),
                 key.user_id,
                 key.prefix + "...",
+                "default" if key.interactive_max_items is None else str(key.interactive_max_items),
                 f"{key.created_at:%Y-%m-%d %H:%M}",
                 f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
             )

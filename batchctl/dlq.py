@@ -127,29 +127,27 @@ def find(letters: list[Letter], letter_id: str) -> Letter:
 
 
 _JOB_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_TOPIC_OF_EVENT = {
-    "JobSubmitted": "jobs",
-    "JobCancelRequested": "jobs",
-    "ItemSucceeded": "outcomes",
-    "ItemFailed": "outcomes",
-    "ItemCancelled": "outcomes",
-}
+_TOPIC_OF_EVENT = {"JobSubmitted": "jobs", "JobCancelRequested": "jobs"}
 
 
 def target_topic(settings: KafkaSettings, letter: Letter) -> str:
     """The topic a letter goes back to: where its event type (and job type) belongs under
-    this deployment's prefix, which must be the topic it came from; else ``CannotRedrive``."""
+    this deployment's prefix, in the lane it came from, which must be the topic it came from;
+    else ``CannotRedrive``."""
     try:
         event = orjson.loads(letter.value or b"")
     except orjson.JSONDecodeError:
         event = None
     event_type = event.get("event_type") if isinstance(event, dict) else None
     topics = settings.topics
+    lane = topics.lane_of(letter.header(HEADER_TOPIC) or "")
     if event_type == "ItemSubmitted":
         job_type = event.get("job_type") if isinstance(event, dict) else None
         if not isinstance(job_type, str) or not _JOB_TYPE.match(job_type):
             raise CannotRedrive(f"letter {letter.id}: an ItemSubmitted without a valid job_type")
-        topic = topics.items(job_type)
+        topic = topics.items(job_type, lane)
+    elif event_type in ("ItemSucceeded", "ItemFailed", "ItemCancelled"):
+        topic = topics.outcomes_of(lane)
     elif isinstance(event_type, str) and event_type in _TOPIC_OF_EVENT:
         topic = getattr(topics, _TOPIC_OF_EVENT[event_type])
     else:

@@ -44,7 +44,7 @@ async def run_worker(
 
 
 async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Event) -> None:
-    topic = settings.topics.items(handler.job_type)
+    topics = settings.topics.items_of_every_lane(handler.job_type)
     consumer = make_consumer(
         settings,
         group_id=settings.group_id(handler.job_type),
@@ -61,15 +61,15 @@ async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Even
     worker = Worker(settings, handler, consumer, sink, cancellations)
     await producer.start()
     try:
-        await sink.start([settings.topics.outcomes, settings.topics.dlq])
+        await sink.start([*settings.topics.all_outcomes(), settings.topics.dlq])
         await cancellations.start()
-        consumer.subscribe([topic], listener=ReleaseOnRevoke(worker))
+        consumer.subscribe(topics, listener=ReleaseOnRevoke(worker))
         await consumer.start()
         garbage_collector.settle_after_start_up()
         log.info(
             "worker for %s consuming %s as group %s (concurrency %d)",
             handler.job_type,
-            topic,
+            " and ".join(topics),
             settings.group_id(handler.job_type),
             settings.worker_concurrency,
         )

@@ -54,14 +54,16 @@ class KeyedDispatcher(Generic[T]):
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def submit(self, lane_key: Hashable, item: T) -> None:
-        """Queue an item on its lane, waiting while ``max_queued`` items are queued."""
-        while not self.submit_nowait(lane_key, item):
+    async def submit(self, lane_key: Hashable, item: T, first: bool = False) -> None:
+        """Queue an item on its lane, waiting while ``max_queued`` items are queued.
+        ``first``: when its lane is free but every runner busy, it goes before the lanes
+        already waiting for a runner (the interactive lane's records)."""
+        while not self.submit_nowait(lane_key, item, first):
             self._room.clear()
             self._full = True
             await self._room.wait()
 
-    def submit_nowait(self, lane_key: Hashable, item: T) -> bool:
+    def submit_nowait(self, lane_key: Hashable, item: T, first: bool = False) -> bool:
         """``submit`` without a coroutine (the fetch loop's per-record path): False, doing
         nothing, when it would have to wait."""
         if self.free(lane_key):
@@ -83,7 +85,10 @@ class KeyedDispatcher(Generic[T]):
                 waiting.append(item)
         else:
             behind[lane_key] = None
-            self._ready.append((lane_key, item))
+            if first:
+                self._ready.appendleft((lane_key, item))
+            else:
+                self._ready.append((lane_key, item))
         return True
 
     def free(self, lane_key: Hashable) -> bool:

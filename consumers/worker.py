@@ -102,7 +102,7 @@ class Worker:
             settings.worker_backoff_base_s,
             settings.worker_backoff_max_s,
         )
-        self.outcomes_topic = settings.topics.outcomes
+        self._outcome_topics: dict[str, str] = {}  # by items topic: its lane's
         self.dlq_topic = settings.topics.dlq
         self.offsets: dict[TopicPartition, PartitionOffsets] = {}
         self.revoked: set[TopicPartition] = set()
@@ -133,7 +133,7 @@ class Worker:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                self._follow_the_outage()
+                await self._choose_partitions()
                 fetch = asyncio.ensure_future(
                     self.consumer.getmany(
                         timeout_ms=200, max_records=self.settings.worker_max_batch
@@ -153,26 +153,50 @@ class Worker:
             stopping.cancel()
             await self.shutdown()
 
-    def _follow_the_outage(self) -> None:
-        """While an item waits for an unavailable dependency, fetch nothing new: pause every
-        partition (the loop keeps polling, so the worker stays in its group); resume when
-        none waits any more."""
-        down = self.outage.down
+    async def _choose_partitions(self) -> None:
+        """Which partitions to fetch from next: none while an item waits for an unavailable
+        dependency (the loop keeps polling, so the worker stays in its group); else, while
+        the interactive lane has records not yet fetched, only its partitions (the bulk
+        lane's wait; what was fetched of them is fetched again on resuming); else all."""
         assigned = self.consumer.assignment()
+        down = self._dependencies_down()
         if down:
-            if assigned:
-                self.consumer.pause(*assigned)  # (again: a rebalance may have added some)
-            if down != self._paused_for:
-                log.warning(
-                    "pausing: %s unavailable; %d items wait for it, attempts not spent",
-                    ", ".join(down),
-                    sum(self.outage.waiting.values()),
-                )
-        elif self._paused_for:
-            if assigned:
-                self.consumer.resume(*assigned)
+            wanted_paused = set(assigned)
+        elif await self._interactive_waiting(assigned):
+            wanted_paused = {tp for tp in assigned if not self._interactive(tp.topic)}
+        else:
+            wanted_paused = set()
+        paused = self.consumer.paused()
+        if wanted_paused - paused:
+            self.consumer.pause(*(wanted_paused - paused))
+        if paused - wanted_paused:
+            self.consumer.resume(*(paused - wanted_paused))
+
+    def _dependencies_down(self) -> list[str]:
+        """The dependencies items wait for now; says so when that changes."""
+        down = self.outage.down
+        if down and down != self._paused_for:
+            log.warning(
+                "pausing: %s unavailable; %d items wait for it, attempts not spent",
+                ", ".join(down),
+                sum(self.outage.waiting.values()),
+            )
+        elif not down and self._paused_for:
             log.warning("resuming: %s answers again", ", ".join(self._paused_for))
         self._paused_for = down
+        return down
+
+    async def _interactive_waiting(self, assigned: set[TopicPartition]) -> bool:
+        """Whether an interactive partition has records past what was fetched of it."""
+        for tp in assigned:
+            if self._interactive(tp.topic):
+                end = self.consumer.highwater(tp)
+                if end is not None and end > await self.consumer.position(tp):
+                    return True
+        return False
+
+    def _interactive(self, topic: str) -> bool:
+        return self.settings.topics.lane_of(topic) == "interactive"
 
     async def _dispatch(self, tp: TopicPartition, records: list[Record]) -> None:
         if tp in self.revoked or tp not in self.consumer.assignment():
@@ -186,7 +210,8 @@ class Worker:
         # then, a chunk at a time, process the records that can start now, then publish
         # their outcomes.
         items = self.reader.read_all([record.value for record in records])
-        partition, dispatcher, process = tp.partition, self.dispatcher, self._process
+        partition, dispatcher, process = tp, self.dispatcher, self._process
+        urgent = self._interactive(tp.topic)  # its queued records go before the bulk lane's
         free, submit_nowait = dispatcher.free, dispatcher.submit_nowait
         for first in range(0, len(records), YIELD_EVERY):
             last = first + YIELD_EVERY
@@ -200,10 +225,10 @@ class Worker:
                         done.append((work, outcome))
                     elif outcome is not None:  # it waits: a runner carries it on
                         dispatcher.adopt(lane, outcome)  # type: ignore[arg-type]
-                elif not submit_nowait(lane, work):  # queued behind its lane, or full:
+                elif not submit_nowait(lane, work, urgent):  # queued behind its lane, or full:
                     await self._publish(offsets, done)
                     done = []
-                    await dispatcher.submit(lane, work)
+                    await dispatcher.submit(lane, work, urgent)
             await self._publish(offsets, done)
             await asyncio.sleep(0)  # let the sender and the runners run
             if offsets.released:
@@ -278,11 +303,12 @@ class Worker:
         job: str = item.job_text  # type: ignore[union-attr]  # (an outcome: an item)
         ack = partial(offsets.ack, record.offset)
         try:
-            if self._emit_nowait(job, outcome, ack):
+            topic = self._outcomes_of(record.topic)
+            if self._emit_nowait(topic, job, outcome, ack):
                 return None
         except Exception as exc:
             return self._rest(work, self._settle(work, exc))
-        return self._rest(work, self._emit(job, outcome, ack))
+        return self._rest(work, self._emit(topic, job, outcome, ack))
 
     async def _publish(self, offsets: PartitionOffsets, done: list[tuple[Work, Outcome]]) -> None:
         """Hand the outcomes of records processed in the fetch loop to the sink, in order,
@@ -295,8 +321,9 @@ class Worker:
                 job: str = item.job_text  # type: ignore[union-attr]  # (an outcome: an item)
                 ack = partial(offsets.ack, record.offset)
                 try:
-                    if not self._emit_nowait(job, outcome, ack):
-                        await self._emit(job, outcome, ack)
+                    topic = self._outcomes_of(record.topic)
+                    if not self._emit_nowait(topic, job, outcome, ack):
+                        await self._emit(topic, job, outcome, ack)
                 except Exception as exc:
                     await self._settle((record, offsets, item), exc)
         finally:
@@ -317,7 +344,8 @@ class Worker:
 
     async def _emit_later(self, work: Work, job_id: str, outcome: Awaitable[Outcome]) -> None:
         record, offsets, _ = work
-        await self._emit(job_id, await outcome, partial(offsets.ack, record.offset))
+        topic = self._outcomes_of(record.topic)
+        await self._emit(topic, job_id, await outcome, partial(offsets.ack, record.offset))
 
     async def _settle(self, work: Work, exc: Exception) -> None:
         """A record that raised outside its handler (``consumers.failures``, policies 2 and
@@ -348,7 +376,7 @@ class Worker:
             else:
                 job, index = address
                 outcome = failed(job, index, INTERNAL_ERROR, bug_message(exc), attempts=0)
-                await self._emit(job, outcome, ack)
+                await self._emit(self._outcomes_of(record.topic), job, outcome, ack)
         except Exception as again:
             if not isinstance(again, DeliveryFailed):
                 self.break_down(again)
@@ -373,17 +401,27 @@ class Worker:
         await self._dead_letter(record, reason, message, joint)
         job, index = job_id_text(address[0]), address[1]
         outcome = failed(job, index, "malformed_event", f"{reason}: {message}", attempts=0)
-        await self._emit(job, outcome, joint)
+        await self._emit(self._outcomes_of(record.topic), job, outcome, joint)
 
-    async def _emit(self, job_id: str, outcome: Outcome, ack: Any) -> None:
+    def _outcomes_of(self, items_topic: str) -> str:
+        """The outcomes topic of an items topic's lane."""
+        topic = self._outcome_topics.get(items_topic)
+        if topic is None:
+            topics = self.settings.topics
+            topic = self._outcome_topics[items_topic] = topics.outcomes_of(
+                topics.lane_of(items_topic)
+            )
+        return topic
+
+    async def _emit(self, topic: str, job_id: str, outcome: Outcome, ack: Any) -> None:
         """Publish an outcome (waiting for room in the sink if need be)."""
-        if not self._emit_nowait(job_id, outcome, ack):
+        if not self._emit_nowait(topic, job_id, outcome, ack):
             self._count(outcome)
-            await self.sink.append(self.outcomes_topic, _job_key(job_id), outcome.value, ack)
+            await self.sink.append(topic, _job_key(job_id), outcome.value, ack)
 
-    def _emit_nowait(self, job_id: str, outcome: Outcome, ack: Any) -> bool:
+    def _emit_nowait(self, topic: str, job_id: str, outcome: Outcome, ack: Any) -> bool:
         """``_emit`` without a coroutine: False, publishing nothing, when it would wait."""
-        if not self.sink.append_nowait(self.outcomes_topic, _job_key(job_id), outcome.value, ack):
+        if not self.sink.append_nowait(topic, _job_key(job_id), outcome.value, ack):
             return False
         self._outcome_counters[outcome[0]].value += 1  # self._count(outcome), inline
         return True

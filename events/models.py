@@ -13,6 +13,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from events import ids
 from events.limits import MAX_INT, MAX_JSON_DEPTH, MIN_INT, TEXT_PATTERN, check_object
+from events.topics import Lane
 
 # A JSON object within the limits of ``events.limits`` (its strings, numbers and depth); its
 # JSON Schema says what JSON Schema can say of it (its first level's values).
@@ -82,6 +83,8 @@ class JobSubmitted(Event):
     total_items: Count
     metadata: JsonObject = Field(default_factory=dict)
     retry_of: UUID | None = None
+    # Its lane (events.topics): where its items and their outcomes travel.
+    priority: Lane = "bulk"
 
     @classmethod
     def new(cls, *, job_id: UUID, **fields: Any) -> "JobSubmitted":

@@ -31,6 +31,7 @@ def request_hash(raw: bytes) -> str:
         "job_type": body["job_type"],
         "items": body["items"],
         "metadata": body.get("metadata"),
+        "priority": body.get("priority"),
     }
     try:
         text = orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)
@@ -58,6 +59,7 @@ def record(
     metadata: dict[str, Any] | None,
     idempotency_key: str | None,
     digest: str | None,
+    priority: str = "bulk",
 ) -> AcceptedJob:
     """Record a new job; under a race on the same key, return the job that won."""
     job = AcceptedJob(
@@ -65,6 +67,7 @@ def record(
         user_id=user_id,
         job_type=job_type,
         total_items=total_items,
+        priority=priority,
         job_metadata=metadata,
         idempotency_key=idempotency_key,
         request_hash=digest,
@@ -104,6 +107,7 @@ def accepted_view(session: Session, *, user_id: str, job_id: UUID) -> JobView | 
     return JobView(
         batch_job_id=job.job_id,
         job_type=job.job_type,
+        priority=job.priority,
         status="pending",
         total_items=job.total_items,
         processed_items=0,

@@ -75,4 +75,5 @@ def _topics(settings: ApiSettings) -> list[str]:
     """Every topic the API publishes to."""
     from jobtypes.registry import job_types
 
-    return [settings.topics.jobs, *(settings.topics.items(t) for t in job_types())]
+    topics = settings.topics
+    return [topics.jobs, *(topic for t in job_types() for topic in topics.items_of_every_lane(t))]

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from ingest_api.api_keys import hash_key, user_for_key_hash
+from ingest_api.api_keys import hash_key, owner_of_key_hash
 from ingest_api.errors import NotAuthenticated, RateLimited
 from ingest_api.publisher import EventPublisher
 from ingest_api.settings import ApiSettings
@@ -41,6 +41,7 @@ class Caller:
 
     user_id: str
     key_hash: str
+    interactive_max_items: int | None = None  # the key's own cap (None: the API's)
 
 
 def get_caller(
@@ -51,14 +52,14 @@ def get_caller(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send an API key as 'Authorization: Bearer <key>'")
     key_hash = hash_key(credentials.credentials)
-    user = user_for_key_hash(session, key_hash=key_hash)
+    owner = owner_of_key_hash(session, key_hash=key_hash)
     session.rollback()  # end the read: the connection goes back to the pool for the request
-    if user is None:
+    if owner is None:
         raise NotAuthenticated("the API key is invalid or revoked")
     wait = request.app.state.rate_limiter.take(key_hash)
     if wait:
         raise RateLimited(wait)
-    return Caller(user, key_hash)
+    return Caller(owner.user_id, key_hash, owner.interactive_max_items)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -28,13 +28,14 @@ def _documented(description: str) -> dict[str, Any]:
 # The error responses of the job endpoints, in the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _documented("no valid API key"),
+    403: _documented("the key may not send a job this large to the interactive lane"),
     404: _documented("no such job, or not yours"),
     408: _documented("an upload too slow: idle or in all past its time limits"),
     409: _documented("the job's state does not allow it"),
     413: _documented("over a size limit"),
     415: _documented("not JSON or NDJSON"),
     422: _documented("the request or its items are invalid"),
-    429: _documented("over the API key's rate limit; see Retry-After"),
+    429: _documented("over the key's rate limit, or the user's queue is full; see Retry-After"),
     503: _documented("Kafka or PostgreSQL unavailable; see Retry-After"),
 }
 
@@ -47,6 +48,11 @@ class ApiError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+
+class InteractiveNotAllowed(ApiError):
+    status_code = 403
+    code = "interactive_not_allowed"
 
 
 class NotAuthenticated(ApiError):
@@ -117,6 +123,12 @@ class TooManyStreams(ApiError):
         self.retry_after_s = retry_after_s
 
 
+class QueueFull(ApiError):
+    status_code = 429
+    code = "queue_full"
+    retry_after_s = 30.0
+
+
 class UnsupportedMediaType(ApiError):
     status_code = 415
     code = "unsupported_media_type"
@@ -173,7 +185,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if exc.status_code == 503:
             headers = {"Retry-After": "2"}
-        if isinstance(exc, RateLimited | TooManyStreams):
+        if isinstance(exc, RateLimited | TooManyStreams | QueueFull):
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
         body = {"error": exc.code, "detail": exc.message, **exc.details}
         return JSONResponse(status_code=exc.status_code, content=body, headers=headers)

@@ -78,6 +78,7 @@ def _job_view(job: Job, result: Result | None) -> JobView:
     return JobView(
         batch_job_id=job.id,
         job_type=job.job_type,
+        priority=job.priority,
         status=job.status,
         total_items=job.total_items,
         processed_items=job.processed_items,

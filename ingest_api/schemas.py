@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.models import JsonObject
+from events.topics import Lane
 
 
 class JobRequest(BaseModel):
@@ -15,6 +16,11 @@ class JobRequest(BaseModel):
     job_type: str = Field(min_length=1, max_length=64)
     items: list[dict[str, Any]] = Field(min_length=1)
     metadata: JsonObject | None = None
+    priority: Lane | None = Field(
+        None,
+        description="the job's lane: interactive jobs are served first; by default a job of "
+        "up to API_INTERACTIVE_DEFAULT_MAX_ITEMS items is interactive, a larger one bulk",
+    )
 
 
 class JobAccepted(BaseModel):
@@ -31,9 +37,21 @@ class ResultView(BaseModel):
     result_summary: dict[str, Any]
 
 
+class QueueView(BaseModel):
+    """Where an unfinished job stands: its lane, the items the workers serve before its own
+    (README, "Fair share"), the job type's current throughput, and the seconds until its
+    last item at that throughput (None until there is one)."""
+
+    lane: Lane
+    items_ahead: int
+    items_per_s: float | None
+    eta_s: float | None
+
+
 class JobView(BaseModel):
     batch_job_id: UUID
     job_type: str | None
+    priority: Lane | None = None
     status: str
     total_items: int | None
     processed_items: int
@@ -47,6 +65,7 @@ class JobView(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     result: ResultView | None
+    queue: QueueView | None = None  # (GET /batch/jobs/{id}, while unfinished)
 
 
 class ItemView(BaseModel):

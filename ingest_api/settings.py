@@ -22,7 +22,12 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     ``API_MAX_UPLOAD_BYTES`` (4 GiB), ``API_UPLOAD_IDLE_TIMEOUT_S`` (30) and
     ``API_UPLOAD_TIMEOUT_S`` (3600); progress streams: ``API_MAX_STREAMS_PER_KEY`` (10),
     ``API_MAX_STREAMS`` (1000), ``API_STREAM_MAX_S`` (3600: then the client reconnects) and
-    ``API_STREAM_KEY_CHECK_S`` (30: a revoked key's streams end within it)."""
+    ``API_STREAM_KEY_CHECK_S`` (30: a revoked key's streams end within it); lanes:
+    ``API_INTERACTIVE_DEFAULT_MAX_ITEMS`` (1000: a job of up to this many items goes to the
+    interactive lane unless it asks for bulk), ``API_INTERACTIVE_MAX_ITEMS`` (10000: the
+    largest job a key may send to the interactive lane, unless an operator set the key's
+    own cap); quota: ``API_MAX_QUEUED_ITEMS_PER_USER`` (10000000: a submission that would put
+    more of a user's items without an outcome in the queues is refused, 429)."""
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -44,6 +49,9 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     api_max_streams: int = Field(1000, ge=1)
     api_stream_max_s: float = Field(3600.0, gt=0)
     api_stream_key_check_s: float = Field(30.0, gt=0)
+    api_interactive_default_max_items: int = Field(1_000, ge=0)
+    api_interactive_max_items: int = Field(10_000, ge=0)
+    api_max_queued_items_per_user: int = Field(10_000_000, ge=1)
 
     @model_validator(mode="after")
     def events_fit(self) -> Self:

@@ -14,7 +14,7 @@ from pydantic_core import from_json
 from events import item_wire
 from events.ids import job_id_text
 from events.limits import texts_are_clean, value_problem
-from events.topics import Topics
+from events.topics import Lane, Topics
 from ingest_api.errors import InvalidBatch, TooLarge
 from ingest_api.publisher import Outgoing
 from ingest_api.schemas import JobRequest
@@ -224,10 +224,11 @@ def message_chunks(
     handler: Handler,
     job_id: UUID,
     chunks: Iterable[SpooledChunk],
+    lane: Lane,
 ) -> Iterator[list[Outgoing]]:
-    """The ItemSubmitted messages of a job's items, chunk by chunk, numbered from 0; the
-    topic and the job's part of every event are worked out once per chunk."""
-    topic, job = topics.items(handler.job_type), job_id_text(job_id)
+    """The ItemSubmitted messages of a job's items, chunk by chunk, numbered from 0, on its
+    lane's topic; the job's part of every event is worked out once per chunk."""
+    topic, job = topics.items(handler.job_type, lane), job_id_text(job_id)
     start = 0
     for chunk in chunks:
         encoder = item_wire.SubmittedEncoder(job, handler.job_type)

@@ -26,6 +26,7 @@ JOB_COLUMNS = (
     ("metadata", "jsonb"),
     ("retry_of", "uuid"),
     ("created_at", "timestamptz"),
+    ("priority", "text"),
     ("cancel_requested_at", "timestamptz"),
 )
 ITEM_COLUMNS = (
@@ -101,7 +102,7 @@ def job_lines(jobs: Iterable[JobChange]) -> str:
     for j in jobs:
         s = j.submitted
         if s is None:
-            fields = [str(j.job_id), NULL, NULL, NULL, NULL, NULL, NULL]
+            fields = [str(j.job_id), NULL, NULL, NULL, NULL, NULL, NULL, NULL]
         else:
             fields = [
                 str(j.job_id),
@@ -111,6 +112,7 @@ def job_lines(jobs: Iterable[JobChange]) -> str:
                 _json(s.metadata),
                 _scalar(s.retry_of),
                 _scalar(s.occurred_at),
+                s.priority,
             ]
         fields.append(_scalar(j.cancel_requested_at))
         lines.append("\t".join(fields) + "\n")

@@ -15,6 +15,11 @@ partition that has more records behind it in Kafka. A partition that is caught u
 hold the others back, so a live projector at the head of its topics folds everything it has
 at once, as before.
 
+Records of ``urgent`` topics (the jobs topic and the interactive lane's) are not ordered in
+event time at all: each batch takes all that is held of them first, and they hold nobody
+back, so a small interactive job is folded at once even while a backlog of bulk records
+older than it is being folded.
+
 Stamps order batches and nothing else: the fold is correct in any order. A stamp is the
 record's timestamp, capped at the time it was read (a publisher with a clock ahead cannot
 keep its records back for longer than the others' lag), and made non-decreasing within its
@@ -23,7 +28,7 @@ partition (so that a batch always takes a prefix of each partition, in offset or
 
 import bisect
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -73,9 +78,11 @@ class EventTimeBatches:
         *,
         lookahead: int | None = None,
         ends: Mapping[TopicPartition, int] | None = None,
+        urgent: Callable[[str], bool] = lambda topic: False,
     ):
         self.consumer = consumer
         self.max_batch = max_batch
+        self.urgent = urgent
         self.lookahead = lookahead or max(1, max_batch // 2)
         self.ends = dict(ends) if ends is not None else None
         self._held: dict[TopicPartition, _Lookahead] = {}
@@ -166,35 +173,46 @@ class EventTimeBatches:
         return self._more_after(tp, held.records[-1].offset + 1)
 
     def _cut(self) -> Batch:
-        held = {tp: h for tp, h in self._held.items() if h.records}
-        if not held:
-            return {}
+        held: dict[TopicPartition, _Lookahead] = {}
+        urgent: dict[TopicPartition, _Lookahead] = {}
+        for tp, h in self._held.items():
+            if h.records:
+                (urgent if self.urgent(tp.topic) else held)[tp] = h
+        batch: Batch = {}
+        room = self.max_batch
+        for tp, h in urgent.items():  # first, whatever their stamps
+            if room > 0:
+                batch[tp] = h.take(min(room, len(h.records)))
+                room -= len(batch[tp])
+        if not held or room <= 0:
+            return batch
         frontiers = [h.stamps[-1] for tp, h in held.items() if self._behind(tp, h)]
         until = min(frontiers) if frontiers else max(h.stamps[-1] for h in held.values())
         counts = self._counts(held, until)
-        if sum(counts.values()) > self.max_batch:
-            counts = self._capped(held, until)
-        return {tp: held[tp].take(n) for tp, n in counts.items() if n}
+        if sum(counts.values()) > room:
+            counts = self._capped(held, until, room)
+        batch.update({tp: held[tp].take(n) for tp, n in counts.items() if n})
+        return batch
 
     @staticmethod
     def _counts(held: dict[TopicPartition, _Lookahead], until: int) -> dict[TopicPartition, int]:
         return {tp: bisect.bisect_right(h.stamps, until) for tp, h in held.items()}
 
     def _capped(
-        self, held: dict[TopicPartition, _Lookahead], until: int
+        self, held: dict[TopicPartition, _Lookahead], until: int, room: int
     ) -> dict[TopicPartition, int]:
-        """The most records up to the latest stamp whose records fit in a batch; then, of the
-        records stamped just after it, as many as still fit."""
+        """The most records up to the latest stamp whose records fit in ``room``; then, of
+        the records stamped just after it, as many as still fit."""
         low = min(h.stamps[0] for h in held.values()) - 1  # nothing is stamped <= low
-        high = until  # more than max_batch records are stamped <= high
+        high = until  # more than ``room`` records are stamped <= high
         while high - low > 1:
             middle = (low + high) // 2
-            if sum(self._counts(held, middle).values()) <= self.max_batch:
+            if sum(self._counts(held, middle).values()) <= room:
                 low = middle
             else:
                 high = middle
         counts = self._counts(held, low)
-        room = self.max_batch - sum(counts.values())
+        room -= sum(counts.values())
         for tp, h in held.items():  # records stamped ``high``: a share of them
             if room <= 0:
                 break

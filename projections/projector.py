@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from events.codec import EventDecodeError, address_fields, decode
 from events.limits import safe_text
 from events.models import ItemOutcome, ItemSubmitted
+from events.topics import Topics
 from events.typed_read import NeedsFullCheck, job_uuid, json_reader, typed_dict_of
 from projections.event_time import EventTimeBatches
 from projections.fold import OUTCOME_STATUS, Changes
@@ -190,6 +191,13 @@ class Folded(NamedTuple):
     stored: "asyncio.Future[None]"  # done once written (or failed)
 
 
+def urgent_topics(topics: Topics) -> Callable[[str], bool]:
+    """The topics folded as soon as they are read, never held back in event time for the
+    bulk lane's backlog: the jobs (a few events a job) and the interactive lane's."""
+    jobs = topics.jobs
+    return lambda topic: topic == jobs or topics.lane_of(topic) == "interactive"
+
+
 class Projector:
     def __init__(
         self,
@@ -204,7 +212,9 @@ class Projector:
         self.consumer = consumer
         self.writer = writer
         self.dead_letters = dead_letters
-        self.batches = EventTimeBatches(consumer, settings.projector_max_batch)
+        self.batches = EventTimeBatches(
+            consumer, settings.projector_max_batch, urgent=urgent_topics(settings.topics)
+        )
         self.counts: Counter[str] = Counter()
         self._storing: asyncio.Future[None] | None = None  # the batch PostgreSQL is writing
 
@@ -402,8 +412,8 @@ class Projector:
     def _address_of(self, record: Record) -> tuple[Any, int] | None:
         """The (job id, item index) an items or outcomes record names, if it does."""
         topics = self.settings.topics
-        if topics.job_type_of_items_topic(record.topic) is None and record.topic != (
-            topics.outcomes
+        if topics.job_type_of_items_topic(record.topic) is None and not (
+            topics.is_outcomes_topic(record.topic)
         ):
             return None
         return item_address(address_fields(record.value or b""))
@@ -414,7 +424,7 @@ class Projector:
 
     def _read_fast(self, topic: str) -> Callable[[Changes, bytes], None] | None:
         """The one-pass reader of what a topic carries in bulk (items, outcomes)."""
-        if topic == self.settings.topics.outcomes:
+        if self.settings.topics.is_outcomes_topic(topic):
             return _fold_outcome
         if self.settings.topics.job_type_of_items_topic(topic) is not None:
             return _fold_submitted

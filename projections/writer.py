@@ -34,12 +34,13 @@ COPY_ITEMS = copy_into("stage_items", ITEM_COLUMNS)
 
 UPSERT_JOBS = """
 INSERT INTO jobs AS j (id, user_id, job_type, total_items, metadata, retry_of, created_at,
-                       cancel_requested_at)
-SELECT job_id, user_id, job_type, total_items, metadata, retry_of, created_at,
+                       priority, cancel_requested_at)
+SELECT job_id, user_id, job_type, total_items, metadata, retry_of, created_at, priority,
        cancel_requested_at
 FROM stage_jobs ORDER BY job_id
 ON CONFLICT (id) DO UPDATE SET
     user_id = COALESCE(j.user_id, EXCLUDED.user_id),
+    priority = COALESCE(j.priority, EXCLUDED.priority),
     job_type = COALESCE(j.job_type, EXCLUDED.job_type),
     total_items = COALESCE(j.total_items, EXCLUDED.total_items),
     metadata = COALESCE(j.metadata, EXCLUDED.metadata),

@@ -43,6 +43,7 @@ class Job(Base):
     # NULL until the JobSubmitted event is folded (outcomes may arrive first).
     user_id: Mapped[str | None] = mapped_column(String(128))
     job_type: Mapped[str | None] = mapped_column(String(64))
+    priority: Mapped[str | None] = mapped_column(String(16))  # its lane: interactive | bulk
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     total_items: Mapped[int | None] = mapped_column(Integer)
     processed_items: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -64,6 +65,11 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_user_id_created_at", "user_id", "created_at"),
         Index("ix_jobs_status", "status"),
+        Index(
+            "ix_jobs_unfinished_user_id",
+            "user_id",
+            postgresql_where=text("status IN ('pending', 'processing')"),
+        ),
     )
 
 
@@ -145,6 +151,7 @@ class AcceptedJob(Base):
     user_id: Mapped[str] = mapped_column(String(128))
     job_type: Mapped[str] = mapped_column(String(64))
     total_items: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[str] = mapped_column(String(16), server_default="bulk")
     job_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
@@ -160,6 +167,7 @@ class AcceptedJob(Base):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
+        Index("ix_accepted_jobs_user_id_created_at", "user_id", "created_at"),
     )
 
 
@@ -174,6 +182,8 @@ class ApiKey(Base):
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    # the largest job it may submit as interactive (None: API_INTERACTIVE_MAX_ITEMS; 0: none)
+    interactive_max_items: Mapped[int | None] = mapped_column(Integer)
 
 
 class Device(Base):

@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from events.ids import job_id_text
 from events.item_wire import SubmittedEncoder
 from events.models import JobCancelRequested, JobSubmitted
+from events.topics import Lane
 from ingest_api import acceptance, queries
 from ingest_api.acceptance import request_hash
 from ingest_api.api_keys import user_for_key_hash
-from ingest_api.deps import CallerDep, CurrentUser, PublisherDep, SessionDep, SettingsDep
+from ingest_api.deps import Caller, CallerDep, CurrentUser, PublisherDep, SessionDep, SettingsDep
 from ingest_api.errors import (
     ERROR_RESPONSES,
     IdempotencyConflict,
@@ -25,13 +26,16 @@ from ingest_api.errors import (
     JobAlreadyFinished,
     NothingToRetry,
     PublishFailed,
+    QueueFull,
     ResultNotReady,
     TooLarge,
     UnsupportedMediaType,
 )
+from ingest_api.lanes import lane_for
 from ingest_api.metrics import ITEMS_ACCEPTED
 from ingest_api.progress import progress_events
 from ingest_api.publisher import EventPublisher, EventTooLarge, Outgoing, PublishError
+from ingest_api.queue_place import place_in_queue, queued_items
 from ingest_api.schemas import (
     CancelAccepted,
     ItemPage,
@@ -99,7 +103,7 @@ SUBMIT_BODY = {
 )
 async def submit_job(
     request: Request,
-    user: CurrentUser,
+    caller: CallerDep,
     session: SessionDep,
     publisher: PublisherDep,
     settings: SettingsDep,
@@ -108,13 +112,25 @@ async def submit_job(
     metadata: Annotated[
         str | None, Query(description="NDJSON uploads: metadata, a JSON object")
     ] = None,
+    priority: Annotated[
+        Lane | None, Query(description="NDJSON uploads: the job's lane (see the JSON body's)")
+    ] = None,
 ) -> JobAccepted:
     """Submit a batch: a JSON body ``{job_type, items, metadata?}``, or a streamed NDJSON
     upload (one item per line) for large batches."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0]
+    user = caller.user_id
     if content_type.strip().lower() == NDJSON:
         return await _submit_ndjson(
-            request, user, session, publisher, settings, idempotency_key, job_type, metadata
+            request,
+            caller,
+            session,
+            publisher,
+            settings,
+            idempotency_key,
+            job_type,
+            metadata,
+            priority,
         )
     if content_type.strip().lower() not in ("application/json", ""):
         raise UnsupportedMediaType(f"send application/json or {NDJSON}, not {content_type}")
@@ -126,26 +142,37 @@ async def submit_job(
         checked_payloads, handler, body.items, settings.api_max_item_bytes
     )
     digest = request_hash(raw) if idempotency_key else None
+    lane = lane_for(body.priority, len(body.items), caller, settings)
     accepted = await _accept(
-        session, user, handler, len(body.items), body.metadata, idempotency_key, digest
+        session,
+        user,
+        handler,
+        len(body.items),
+        body.metadata,
+        idempotency_key,
+        digest,
+        lane,
+        settings,
     )
     if accepted.published_at is None:  # new, or a first attempt that died mid-publish
         spooled = spooled_chunks(handler, accepted.job_id, body.items, payloads)
-        chunks = message_chunks(settings.topics, handler, accepted.job_id, spooled)
+        chunks = message_chunks(settings.topics, handler, accepted.job_id, spooled, _lane(accepted))
         await _publish(session, publisher, settings, handler, user, accepted, body.metadata, chunks)
     return _accepted(accepted)
 
 
 async def _submit_ndjson(
     request: Request,
-    user: str,
+    caller: Caller,
     session: Session,
     publisher: EventPublisher,
     settings: ApiSettings,
     idempotency_key: str | None,
     job_type: str | None,
     metadata_text: str | None,
+    priority: Lane | None,
 ) -> JobAccepted:
+    user = caller.user_id
     if not job_type:
         raise InvalidBatch("an NDJSON upload names its job type: ?job_type=...")
     handler = handler_for(job_type)
@@ -163,7 +190,7 @@ async def _submit_ndjson(
             idle_timeout_s=settings.api_upload_idle_timeout_s,
             timeout_s=settings.api_upload_timeout_s,
         ),
-        salt=orjson.dumps([job_type, metadata], option=orjson.OPT_SORT_KEYS),
+        salt=orjson.dumps([job_type, metadata, priority], option=orjson.OPT_SORT_KEYS),
     )
     try:
         accepted = await _accept(
@@ -174,11 +201,15 @@ async def _submit_ndjson(
             metadata,
             idempotency_key,
             spool.digest if idempotency_key else None,
+            lane_for(priority, spool.count, caller, settings),
+            settings,
             job_id=new_id,
         )
         if accepted.published_at is None:
             # A retried upload keeps its first job id: its items are keyed and numbered alike.
-            chunks = message_chunks(settings.topics, handler, accepted.job_id, spool.chunks(CHUNK))
+            chunks = message_chunks(
+                settings.topics, handler, accepted.job_id, spool.chunks(CHUNK), _lane(accepted)
+            )
             await _publish(session, publisher, settings, handler, user, accepted, metadata, chunks)
     finally:
         spool.close()
@@ -205,6 +236,8 @@ async def _accept(
     metadata: dict[str, Any] | None,
     idempotency_key: str | None,
     digest: str | None,
+    lane: Lane,
+    settings: ApiSettings,
     job_id: UUID | None = None,
 ) -> AcceptedJob:
     accepted = None
@@ -213,6 +246,7 @@ async def _accept(
             acceptance.find, session, user_id=user, idempotency_key=idempotency_key
         )
     if accepted is None:
+        await run_in_threadpool(_check_quota, session, user, total, settings)
         accepted = await run_in_threadpool(
             acceptance.record,
             session,
@@ -223,6 +257,7 @@ async def _accept(
             metadata=metadata,
             idempotency_key=idempotency_key,
             digest=digest,
+            priority=lane,
         )
     if accepted.request_hash != digest:
         raise IdempotencyConflict(
@@ -230,6 +265,22 @@ async def _accept(
             batch_job_id=str(accepted.job_id),
         )
     return accepted
+
+
+def _check_quota(session: Session, user: str, total: int, settings: ApiSettings) -> None:
+    """Refuse a job that would put more than the user's quota of items without an outcome
+    in the queues (checked per submission: two at the same moment may both pass)."""
+    queued = queued_items(session, user)
+    session.rollback()
+    cap = settings.api_max_queued_items_per_user
+    if queued + total > cap:
+        raise QueueFull(
+            f"{queued} of your items are queued, and this job's {total} would pass the "
+            f"limit of {cap}: wait for some to finish",
+            queued_items=queued,
+            total_items=total,
+            max_queued_items=cap,
+        )
 
 
 async def _publish(
@@ -250,6 +301,7 @@ async def _publish(
         total_items=accepted.total_items,
         metadata=metadata or {},
         retry_of=retry_of,
+        priority=_lane(accepted),
     )
     # The items first, the job last: a job exists for its reader only once its
     # JobSubmitted is folded, so a publish that dies half-way leaves nothing half visible.
@@ -267,6 +319,11 @@ async def _publish(
         raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
     await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
     ITEMS_ACCEPTED.labels(handler.job_type).inc(accepted.total_items)
+
+
+def _lane(accepted: AcceptedJob) -> Lane:
+    """The lane recorded with the job (a repeated request keeps its first one)."""
+    return "interactive" if accepted.priority == "interactive" else "bulk"
 
 
 def _accepted(accepted: AcceptedJob, retry_of: UUID | None = None) -> JobAccepted:
@@ -294,7 +351,10 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobView)
 def get_job(job_id: UUID, user: CurrentUser, session: SessionDep) -> JobView:
-    return queries.get_job(session, user_id=user, job_id=job_id)
+    """The job's status and counts; while unfinished, also where it stands in its lane
+    (``queue``: the items ahead of it and an ETA that accounts for them)."""
+    job = queries.get_job(session, user_id=user, job_id=job_id)
+    return job.model_copy(update={"queue": place_in_queue(session, job)})
 
 
 @router.get("/{job_id}/items", response_model=ItemPage)
@@ -348,23 +408,33 @@ async def cancel_job(
 @router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
 async def retry_job(
     job_id: UUID,
-    user: CurrentUser,
+    caller: CallerDep,
     session: SessionDep,
     publisher: PublisherDep,
     settings: SettingsDep,
 ) -> JobAccepted:
     """Resubmit a finished job's failed items as a new job that names the original."""
+    user = caller.user_id
     original = await run_in_threadpool(queries.get_job, session, user_id=user, job_id=job_id)
     if original.status not in FINAL_JOB_STATUSES:
         raise NothingToRetry(f"job {job_id} is still {original.status}: retry it once finished")
     if not original.failed_items or original.job_type is None:
         raise NothingToRetry(f"job {job_id} has no failed items")
     handler = handler_for(original.job_type)
+    lane = lane_for(None, original.failed_items, caller, settings)
     accepted = await _accept(
-        session, user, handler, original.failed_items, original.metadata, None, None
+        session,
+        user,
+        handler,
+        original.failed_items,
+        original.metadata,
+        None,
+        None,
+        lane,
+        settings,
     )
 
-    topic = settings.topics.items(handler.job_type)
+    topic = settings.topics.items(handler.job_type, _lane(accepted))
 
     async def failed_chunks() -> AsyncIterator[list[Outgoing]]:
         after, index = -1, 0

@@ -12,11 +12,16 @@ from fastapi.testclient import TestClient
 from events.limits import MAX_JSON_DEPTH
 from ingest_api import upload
 from ingest_api.app import create_app
-from ingest_api.deps import get_current_user
+from ingest_api.deps import Caller, get_caller
 from ingest_api.errors import TooManyStreams, UploadTimedOut
 from ingest_api.settings import ApiSettings
 from ingest_api.stream_slots import StreamSlots
-from tests.unit.test_api_validation import SETTINGS, FakePublisher, accepted_jobs  # noqa: F401
+from tests.unit.test_api_validation import (  # noqa: F401
+    SETTINGS,
+    FakePublisher,
+    accepted_jobs,
+    queued,
+)
 
 HASH = "0" * 64
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -24,7 +29,7 @@ NDJSON = {"Content-Type": "application/x-ndjson"}
 
 def _app(publisher: FakePublisher, **settings: object) -> TestClient:
     app = create_app(SETTINGS.model_copy(update=settings), publisher=publisher)
-    app.dependency_overrides[get_current_user] = lambda: "alice"
+    app.dependency_overrides[get_caller] = lambda: Caller("alice", "hash")
     return TestClient(app)
 
 

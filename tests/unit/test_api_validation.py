@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from events.codec import decode
 from events.models import ItemSubmitted, JobSubmitted
 from ingest_api.app import create_app
-from ingest_api.deps import get_current_user
+from ingest_api.deps import Caller, get_caller
 from ingest_api.publisher import Outgoing, PublishError
 from ingest_api.settings import ApiSettings
 
@@ -17,6 +17,8 @@ SETTINGS = ApiSettings(
     database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
     BATCH_TOPIC_PREFIX="t.",
     api_max_items_per_request=50,
+    api_interactive_default_max_items=10,
+    api_interactive_max_items=20,
 )
 
 
@@ -50,6 +52,7 @@ def accepted_jobs(monkeypatch):
             request_hash=digest,
             published_at=None,
             total_items=fields["total_items"],
+            priority=fields.get("priority", "bulk"),
         )
         jobs[job_id] = job
         return job
@@ -66,10 +69,20 @@ def accepted_jobs(monkeypatch):
     return jobs
 
 
+@pytest.fixture(autouse=True)
+def queued(monkeypatch):
+    """The items each user has queued (no database here): ``queued[user] = n``."""
+    from ingest_api.routes import jobs as job_routes
+
+    counts: dict[str, int] = {}
+    monkeypatch.setattr(job_routes, "queued_items", lambda session, user: counts.get(user, 0))
+    return counts
+
+
 @pytest.fixture
 def client(publisher):
     app = create_app(SETTINGS, publisher=publisher)
-    app.dependency_overrides[get_current_user] = lambda: "alice"
+    app.dependency_overrides[get_caller] = lambda: Caller("alice", "hash")
     with TestClient(app) as client:
         yield client
 
@@ -94,7 +107,9 @@ def test_accepted_batch_publishes_one_event_per_item_then_the_job(client, publis
     assert isinstance(first.event, JobSubmitted) and first.topic == "t.jobs"
     assert first.event.user_id == "alice" and first.event.metadata == {"k": "v"}
     assert str(first.event.job_id) == body["batch_job_id"] == first.key
-    assert [m.topic for m in items] == ["t.items.enrollment"] * 3
+    # a small job without a priority: the interactive lane
+    assert [m.topic for m in items] == ["t.items.enrollment.interactive"] * 3
+    assert first.event.priority == "interactive"
     assert [m.key for m in items] == ["d0", "d1", "d2"]  # the handler's routing key
     events = [decode(m.encoded()) for m in items]
     assert all(isinstance(e, ItemSubmitted) for e in events)
@@ -185,7 +200,7 @@ def test_too_many_items_is_413(client):
 
 def test_an_unreachable_broker_is_503_not_500():
     app = create_app(SETTINGS, publisher=FakePublisher(fail=True))
-    app.dependency_overrides[get_current_user] = lambda: "alice"
+    app.dependency_overrides[get_caller] = lambda: Caller("alice", "hash")
     with TestClient(app) as client:
         response = client.post(
             "/batch/jobs", json={"job_type": "query", "items": [{"content_hash": "0" * 64}]}
@@ -340,9 +355,63 @@ def test_an_unknown_media_type_is_415(client):
 
 def test_a_json_body_over_the_limit_is_413(publisher):
     app = create_app(SETTINGS.model_copy(update={"api_max_body_bytes": 2048}), publisher=publisher)
-    app.dependency_overrides[get_current_user] = lambda: "alice"
+    app.dependency_overrides[get_caller] = lambda: Caller("alice", "hash")
     items = [{"content_hash": "0" * 64}] * 40
     with TestClient(app) as small:
         response = small.post("/batch/jobs", json={"job_type": "query", "items": items})
     assert response.status_code == 413
     assert publisher.published == []
+
+
+@pytest.mark.parametrize(
+    ("priority", "items", "cap", "lane"),
+    [
+        (None, 3, None, "interactive"),  # small: interactive by default
+        ("bulk", 3, None, "bulk"),  # unless it asks for bulk
+        ("interactive", 3, None, "interactive"),
+        (None, 3, 0, "bulk"),  # a key an operator kept out of the interactive lane
+        (None, 11, None, "bulk"),  # past API_INTERACTIVE_DEFAULT_MAX_ITEMS: bulk
+        ("interactive", 11, None, "interactive"),  # within API_INTERACTIVE_MAX_ITEMS
+        ("interactive", 11, 15, "interactive"),  # within the key's own cap
+    ],
+)
+def test_a_jobs_lane_follows_its_priority_its_size_and_the_keys_cap(
+    client, publisher, priority, items, cap, lane
+):
+    client.app.dependency_overrides[get_caller] = lambda: Caller("alice", "hash", cap)
+    body = {"job_type": "enrollment", "items": [enrollment(i) for i in range(items)]}
+    if priority:
+        body["priority"] = priority
+    assert client.post("/batch/jobs", json=body).status_code == 202
+    *published, job = publisher.published
+    assert job.event.priority == lane
+    assert {m.topic for m in published} == {
+        f"t.items.enrollment{'.interactive' * (lane == 'interactive')}"
+    }
+
+
+def test_an_interactive_job_over_the_keys_cap_is_403_saying_the_cap(client, publisher):
+    client.app.dependency_overrides[get_caller] = lambda: Caller("alice", "hash", 2)
+    body = {
+        "job_type": "enrollment",
+        "items": [enrollment(i) for i in range(3)],
+        "priority": "interactive",
+    }
+    response = client.post("/batch/jobs", json=body)
+    assert response.status_code == 403
+    assert response.json()["error"] == "interactive_not_allowed"
+    assert response.json()["interactive_max_items"] == 2
+    assert publisher.published == []
+
+
+def test_a_job_past_the_users_queue_quota_is_429_with_the_usage(client, publisher, queued):
+    client.app.state.settings = SETTINGS.model_copy(update={"api_max_queued_items_per_user": 10})
+    queued["alice"] = 8
+    body = {"job_type": "enrollment", "items": [enrollment(i) for i in range(3)]}
+    response = client.post("/batch/jobs", json=body)
+    assert response.status_code == 429 and response.headers["Retry-After"] == "30"
+    assert response.json()["error"] == "queue_full"
+    assert (response.json()["queued_items"], response.json()["max_queued_items"]) == (8, 10)
+    assert publisher.published == []
+    queued["alice"] = 7  # within it now: 7 + 3
+    assert client.post("/batch/jobs", json=body).status_code == 202

@@ -91,6 +91,27 @@ async def test_a_partition_with_more_in_kafka_holds_back_the_records_stamped_aft
     assert offsets([first, *rest]) == {A: [0, 1, 2, 3], B: list(range(49))}
 
 
+async def test_urgent_topics_are_taken_first_and_held_back_by_nobody():
+    # A (a bulk backlog) has its old records fetched and more behind them; the urgent topic
+    # C's records are newer than all of them.
+    consumer = Consumer(
+        {A: [1, 2, 30, 40], B: list(range(1, 50)), C: [45, 46]}, fetched={A: 2, B: 49, C: 2}
+    )
+    batches = EventTimeBatches(
+        consumer,  # type: ignore[arg-type]
+        max_batch=4,
+        lookahead=100,
+        urgent=lambda topic: topic == C.topic,
+    )
+    first = await batches.next_batch(timeout_ms=0)
+    assert [r.offset for r in first[C]] == [0, 1]  # at once, whatever A's frontier
+    assert sum(len(rs) for rs in first.values()) == 4  # within the batch's maximum
+    rest_stamps = sorted(r.timestamp for tp in (A, B) for r in first.get(tp, []))
+    assert rest_stamps == [1, 1]  # the rest still in event time: the earliest
+    rest = await drain(batches)
+    assert offsets([first, *rest]) == {A: [0, 1, 2, 3], B: list(range(49)), C: [0, 1]}
+
+
 async def test_caught_up_partitions_hold_nothing_back():
     consumer = Consumer({A: [100, 101], B: [1, 2, 3]})
     batch = await EventTimeBatches(consumer, max_batch=10).next_batch(timeout_ms=0)  # type: ignore[arg-type]

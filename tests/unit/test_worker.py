@@ -4,6 +4,7 @@ Every record ends in one outcome; offsets move only over acknowledged outcomes; 
 a released partition still queued are never processed."""
 
 import asyncio
+import dataclasses
 import uuid
 
 import orjson
@@ -29,6 +30,7 @@ class StubProducer:
         self.acknowledge = asyncio.Event()
         self.acknowledge.set()
         self.sent: list[BatchBuilder] = []
+        self.sent_topics: list[str] = []
         self._acknowledging: set[asyncio.Future[None]] = set()
 
     async def partitions_for(self, topic: str) -> set[int]:
@@ -45,12 +47,20 @@ class StubProducer:
         async def acknowledge_when_told() -> None:
             await self.acknowledge.wait()
             self.sent.append(builder)
+            self.sent_topics.append(topic)
             delivered.set_result(None)
 
         acknowledging = asyncio.ensure_future(acknowledge_when_told())
         self._acknowledging.add(acknowledging)
         acknowledging.add_done_callback(self._acknowledging.discard)
         return delivered
+
+    def sent_by_topic(self) -> dict[str, list[dict]]:  # type: ignore[type-arg]
+        values: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+        for topic, builder in zip(self.sent_topics, self.sent, strict=True):
+            batch = DefaultRecordBatch(bytes(builder._builder.build()))
+            values.setdefault(topic, []).extend(orjson.loads(r.value) for r in batch)
+        return values
 
     def outcomes(self) -> list[dict]:  # type: ignore[type-arg]
         values = []
@@ -61,11 +71,31 @@ class StubProducer:
 
 
 class StubConsumer:
+    def __init__(self) -> None:
+        self.partitions = frozenset({ITEMS})
+        self.highwaters: dict[TopicPartition, int] = {}
+        self.positions: dict[TopicPartition, int] = {}
+
     def assignment(self) -> set[TopicPartition]:
-        return {ITEMS}
+        return set(self.partitions)
 
     async def commit(self, positions: dict[TopicPartition, int]) -> None:
         self.committed = positions
+
+    def paused(self) -> set[TopicPartition]:
+        return set(getattr(self, "_paused", set()))
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self._paused = self.paused() | set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self._paused = self.paused() - set(tps)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.highwaters.get(tp)
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions.get(tp, 0)
 
 
 class GatedNoop(NoopHandler):
@@ -95,7 +125,7 @@ async def sink_and_producer():
     producer = StubProducer()
     sink = BatchSender(producer, linger_s=0.001)  # type: ignore[arg-type]
     settings = WorkerSettings()
-    await sink.start([settings.topics.outcomes, settings.topics.dlq])
+    await sink.start([*settings.topics.all_outcomes(), settings.topics.dlq])
     yield sink, producer
     producer.acknowledge.set()
     await asyncio.wait_for(sink.close(), 5)
@@ -205,11 +235,11 @@ async def test_a_bug_in_publishing_an_outcome_fails_the_item_instead(
     worker = Worker(WorkerSettings(), NoopHandler(), StubConsumer(), sink)  # type: ignore[arg-type]
     real_emit_nowait, broke = worker._emit_nowait, []
 
-    def emit_nowait(job, outcome, ack):  # type: ignore[no-untyped-def]
+    def emit_nowait(topic, job, outcome, ack):  # type: ignore[no-untyped-def]
         if b'"item_index":3' in outcome.value and not broke:
             broke.append(outcome)
             raise ValueError("a bug in publishing")
-        return real_emit_nowait(job, outcome, ack)
+        return real_emit_nowait(topic, job, outcome, ack)
 
     monkeypatch.setattr(worker, "_emit_nowait", emit_nowait)
     await worker._dispatch(ITEMS, records(10))
@@ -228,10 +258,10 @@ async def test_kafka_not_acknowledging_is_not_a_bug_the_record_waits_for_the_nex
     worker = Worker(WorkerSettings(), NoopHandler(), StubConsumer(), sink)  # type: ignore[arg-type]
     real_emit_nowait = worker._emit_nowait
 
-    def emit_nowait(job, outcome, ack):  # type: ignore[no-untyped-def]
+    def emit_nowait(topic, job, outcome, ack):  # type: ignore[no-untyped-def]
         if b'"item_index":3' in outcome.value:
             raise DeliveryFailed("no acknowledgement")
-        return real_emit_nowait(job, outcome, ack)
+        return real_emit_nowait(topic, job, outcome, ack)
 
     monkeypatch.setattr(worker, "_emit_nowait", emit_nowait)
     await worker._dispatch(ITEMS, records(10))
@@ -246,6 +276,7 @@ class OnceConsumer(StubConsumer):
     """Hands out one batch, then nothing."""
 
     def __init__(self, batch: list[ConsumerRecord]) -> None:  # type: ignore[type-arg]
+        super().__init__()
         self.batch: list[ConsumerRecord] | None = batch  # type: ignore[type-arg]
 
     async def getmany(self, timeout_ms: int, max_records: int):  # type: ignore[no-untyped-def]
@@ -264,13 +295,55 @@ async def test_a_bug_it_cannot_settle_stops_the_worker_after_committing_what_is_
     worker = Worker(WorkerSettings(), NoopHandler(), consumer, sink)  # type: ignore[arg-type]
     real_emit_nowait = worker._emit_nowait
 
-    def emit_nowait(job, outcome, ack):  # type: ignore[no-untyped-def]
+    def emit_nowait(topic, job, outcome, ack):  # type: ignore[no-untyped-def]
         if b'"item_index":5' in outcome.value:  # the internal_error outcome too
             raise ValueError("publishing is broken for this item")
-        return real_emit_nowait(job, outcome, ack)
+        return real_emit_nowait(topic, job, outcome, ack)
 
     monkeypatch.setattr(worker, "_emit_nowait", emit_nowait)
     with pytest.raises(WorkerBroken, match="publishing is broken"):
         await asyncio.wait_for(worker.run(asyncio.Event()), 10)
     assert consumer.committed == {ITEMS: 5}  # what was acknowledged before the bug
     assert sorted(o["item_index"] for o in producer.outcomes()) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+
+
+INTERACTIVE = TopicPartition(WorkerSettings().topics.items("noop", "interactive"), 0)
+
+
+async def test_the_bulk_lane_waits_while_the_interactive_lane_has_records_to_fetch(
+    sink_and_producer,
+):
+    sink, _ = sink_and_producer
+    consumer = StubConsumer()
+    consumer.partitions = frozenset({ITEMS, INTERACTIVE})
+    consumer.highwaters = {ITEMS: 1_000_000, INTERACTIVE: 10}
+    consumer.positions = {ITEMS: 5, INTERACTIVE: 0}
+    worker = Worker(WorkerSettings(), NoopHandler(), consumer, sink)  # type: ignore[arg-type]
+    await worker._choose_partitions()
+    assert consumer.paused() == {ITEMS}  # only the interactive lane is fetched
+    consumer.positions[INTERACTIVE] = 10  # fetched
+    await worker._choose_partitions()
+    assert consumer.paused() == set()
+    worker.outage.met("postgresql")  # an outage pauses both lanes
+    await worker._choose_partitions()
+    assert consumer.paused() == {ITEMS, INTERACTIVE}
+    worker.outage.over("postgresql")
+    await worker._choose_partitions()
+    assert consumer.paused() == set()
+
+
+async def test_an_interactive_items_outcome_goes_to_the_interactive_outcomes_topic(
+    sink_and_producer,
+):
+    sink, producer = sink_and_producer
+    consumer = StubConsumer()
+    consumer.partitions = frozenset({ITEMS, INTERACTIVE})
+    worker = Worker(WorkerSettings(), NoopHandler(), consumer, sink)  # type: ignore[arg-type]
+    interactive = [dataclasses.replace(r, topic=INTERACTIVE.topic) for r in records(3)]
+    await worker._dispatch(INTERACTIVE, interactive)
+    await worker._dispatch(ITEMS, records(2))
+    await worker.dispatcher.drained()
+    await sink.flush()
+    topics = WorkerSettings().topics
+    by_topic = {t: len(batches) for t, batches in producer.sent_by_topic().items()}
+    assert by_topic == {topics.outcomes_of("interactive"): 3, topics.outcomes: 2}
