@@ -339,7 +339,10 @@ def keys_list(user: Annotated[str | None, typer.Option("--user")] = None) -> Non
     """List API keys (their prefixes, never the keys)."""
     from ingest_api.api_keys import list_keys
 
-    table = Table("id", "user", "prefix", "interactive max", "created", "revoked")
+    table = Table("id", "user", "prefix", "interactive", "created", "revoked")
+    for column in table.columns:
+        column.overflow = "fold"  # (a narrow terminal folds a value, never hides it)
+    table.columns[2].no_wrap = True
     with _sessions()() as session:
         for key in list_keys(session, user_id=user):
             table.add_row(

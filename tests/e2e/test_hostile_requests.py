@@ -108,9 +108,30 @@ def test_an_upload_that_stalls_is_cut_off_with_408(served, key):
         line = f'{{"content_hash": "{HASH}"}}\n'.encode()
         s.sendall(head.encode() + b"%x\r\n%s\r\n" % (len(line), line))
         started = time.monotonic()
-        answer = s.recv(65536).decode()  # and then nothing more is sent
+        answer = _response(s)  # and then nothing more is sent
     assert answer.startswith("HTTP/1.1 408"), answer
     assert "no data for 1s" in answer and time.monotonic() - started < 10
+
+
+def _response(s: socket.socket) -> str:
+    """A whole HTTP response (its head and a body of its Content-Length), however it comes
+    in pieces."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data) < _expected_length(data):
+        piece = s.recv(65536)
+        if not piece:
+            break
+        data += piece
+    return data.decode()
+
+
+def _expected_length(data: bytes) -> int:
+    head, _, _ = data.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(head) + 4 + int(value.strip())
+    return len(data)
 
 
 def _job(served: str, secret: str) -> str:
