@@ -133,10 +133,10 @@ class Worker:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                await self._choose_partitions()
+                partitions = await self._choose_partitions()
                 fetch = asyncio.ensure_future(
                     self.consumer.getmany(
-                        timeout_ms=200, max_records=self.settings.worker_max_batch
+                        *partitions, timeout_ms=200, max_records=self.settings.worker_max_batch
                     )
                 )
                 await asyncio.wait([fetch, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -153,24 +153,23 @@ class Worker:
             stopping.cancel()
             await self.shutdown()
 
-    async def _choose_partitions(self) -> None:
-        """Which partitions to fetch from next: none while an item waits for an unavailable
-        dependency (the loop keeps polling, so the worker stays in its group); else, while
-        the interactive lane has records not yet fetched, only its partitions (the bulk
-        lane's wait; what was fetched of them is fetched again on resuming); else all."""
+    async def _choose_partitions(self) -> list[TopicPartition]:
+        """The partitions to take fetched records of next (none listed: all). While an item
+        waits for an unavailable dependency, every partition is paused (the loop keeps
+        polling, so the worker stays in its group). While the interactive lane has records
+        not yet taken, only its partitions: the bulk lane's records wait in the consumer's
+        buffer (not paused: pausing would drop what was fetched of them)."""
         assigned = self.consumer.assignment()
-        down = self._dependencies_down()
-        if down:
-            wanted_paused = set(assigned)
-        elif await self._interactive_waiting(assigned):
-            wanted_paused = {tp for tp in assigned if not self._interactive(tp.topic)}
-        else:
-            wanted_paused = set()
         paused = self.consumer.paused()
-        if wanted_paused - paused:
-            self.consumer.pause(*(wanted_paused - paused))
-        if paused - wanted_paused:
-            self.consumer.resume(*(paused - wanted_paused))
+        if self._dependencies_down():
+            if set(assigned) - paused:
+                self.consumer.pause(*(set(assigned) - paused))
+            return []
+        if paused:
+            self.consumer.resume(*paused)
+        if await self._interactive_waiting(assigned):
+            return [tp for tp in assigned if self._interactive(tp.topic)]
+        return []
 
     def _dependencies_down(self) -> list[str]:
         """The dependencies items wait for now; says so when that changes."""
@@ -187,7 +186,7 @@ class Worker:
         return down
 
     async def _interactive_waiting(self, assigned: set[TopicPartition]) -> bool:
-        """Whether an interactive partition has records past what was fetched of it."""
+        """Whether an interactive partition has records past what was taken of it."""
         for tp in assigned:
             if self._interactive(tp.topic):
                 end = self.consumer.highwater(tp)

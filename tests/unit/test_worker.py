@@ -310,7 +310,7 @@ async def test_a_bug_it_cannot_settle_stops_the_worker_after_committing_what_is_
 INTERACTIVE = TopicPartition(WorkerSettings().topics.items("noop", "interactive"), 0)
 
 
-async def test_the_bulk_lane_waits_while_the_interactive_lane_has_records_to_fetch(
+async def test_the_bulk_lane_waits_while_the_interactive_lane_has_records_to_take(
     sink_and_producer,
 ):
     sink, _ = sink_and_producer
@@ -319,13 +319,12 @@ async def test_the_bulk_lane_waits_while_the_interactive_lane_has_records_to_fet
     consumer.highwaters = {ITEMS: 1_000_000, INTERACTIVE: 10}
     consumer.positions = {ITEMS: 5, INTERACTIVE: 0}
     worker = Worker(WorkerSettings(), NoopHandler(), consumer, sink)  # type: ignore[arg-type]
-    await worker._choose_partitions()
-    assert consumer.paused() == {ITEMS}  # only the interactive lane is fetched
-    consumer.positions[INTERACTIVE] = 10  # fetched
-    await worker._choose_partitions()
-    assert consumer.paused() == set()
+    assert await worker._choose_partitions() == [INTERACTIVE]  # only its records are taken
+    assert consumer.paused() == set()  # the bulk lane's fetched records stay buffered
+    consumer.positions[INTERACTIVE] = 10  # taken
+    assert await worker._choose_partitions() == []  # all
     worker.outage.met("postgresql")  # an outage pauses both lanes
-    await worker._choose_partitions()
+    assert await worker._choose_partitions() == []
     assert consumer.paused() == {ITEMS, INTERACTIVE}
     worker.outage.over("postgresql")
     await worker._choose_partitions()
