@@ -1,0 +1,100 @@
+"""A job's place in its lane and a user's queued items, read from real tables
+(``ingest_api.queue_place``): the rows are written as the projector and the API would."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from ingest_api.queries import get_job
+from ingest_api.queue_place import place_in_queue, queued_items
+
+NOW = datetime.now(UTC)
+
+
+def _job(session: Session, job_type: str, user: str, **row: object) -> uuid.UUID:
+    values = {
+        "id": uuid.uuid4(),
+        "user_id": user,
+        "job_type": job_type,
+        "priority": "bulk",
+        "status": "pending",
+        "total_items": 100,
+        "processed_items": 0,
+        "created_at": NOW,
+        "started_at": None,
+        "last_outcome_at": None,
+        **row,
+    }
+    session.execute(
+        text(
+            "INSERT INTO jobs (id, user_id, job_type, priority, status, total_items,"
+            " processed_items, created_at, started_at, last_outcome_at) VALUES (:id, :user_id,"
+            " :job_type, :priority, :status, :total_items, :processed_items, :created_at,"
+            " :started_at, :last_outcome_at)"
+        ),
+        values,
+    )
+    return values["id"]  # type: ignore[return-value]
+
+
+def test_the_items_ahead_of_a_job_and_its_eta(engine):
+    job_type, user = f"qp{uuid.uuid4().hex[:8]}", f"u{uuid.uuid4().hex[:8]}"
+    with Session(engine) as session:
+        # running for 10 s at 1,000 items/s, 5,000 left
+        _job(
+            session,
+            job_type,
+            "other",
+            status="processing",
+            total_items=15_000,
+            processed_items=10_000,
+            created_at=NOW - timedelta(seconds=30),
+            started_at=NOW - timedelta(seconds=12),
+            last_outcome_at=NOW - timedelta(seconds=2),
+        )
+        _job(session, job_type, "other", total_items=3_000, created_at=NOW - timedelta(seconds=20))
+        _job(session, job_type, "other", total_items=7, priority="interactive", created_at=NOW)
+        _job(session, job_type, "other", status="completed", processed_items=100)  # done
+        _job(session, "another_type", "other", total_items=9_999)
+        mine = _job(
+            session, job_type, user, total_items=2_000, created_at=NOW - timedelta(seconds=5)
+        )
+        later = _job(session, job_type, user, total_items=50, created_at=NOW + timedelta(seconds=1))
+        interactive = _job(
+            session, job_type, user, total_items=10, priority="interactive", created_at=NOW
+        )
+        session.commit()
+
+        queue = place_in_queue(session, get_job(session, user_id=user, job_id=mine))
+        assert queue is not None and queue.lane == "bulk"
+        # the bulk jobs before it (5,000 + 3,000 left) and every interactive job (7 + 10)
+        assert queue.items_ahead == 5_000 + 3_000 + 7 + 10
+        assert queue.items_per_s is not None and 900 < queue.items_per_s < 1_100
+        assert queue.eta_s is not None and 9 < queue.eta_s < 11.5  # (8,017 + 2,000) / ~1,000
+        # the later bulk job has this one ahead of it too
+        assert place_in_queue(
+            session, get_job(session, user_id=user, job_id=later)
+        ).items_ahead == (5_000 + 3_000 + 7 + 10 + 2_000)
+        # an interactive job: only the interactive jobs before it
+        ahead = place_in_queue(session, get_job(session, user_id=user, job_id=interactive))
+        assert ahead is not None and ahead.lane == "interactive" and ahead.items_ahead in (0, 7)
+        # the user's queued items: their three unfinished jobs
+        assert queued_items(session, user) == 2_000 + 50 + 10
+
+
+def test_a_finished_job_has_no_place_and_accepted_jobs_count_until_folded(engine):
+    job_type, user = f"qp{uuid.uuid4().hex[:8]}", f"u{uuid.uuid4().hex[:8]}"
+    with Session(engine) as session:
+        done = _job(session, job_type, user, status="completed", processed_items=100)
+        session.execute(
+            text(
+                "INSERT INTO accepted_jobs (job_id, user_id, job_type, total_items, priority)"
+                " VALUES (:id, :user, :type, 40, 'bulk'), (:folded, :user, :type, 100, 'bulk')"
+            ),
+            {"id": uuid.uuid4(), "folded": done, "user": user, "type": job_type},
+        )
+        session.commit()
+        assert place_in_queue(session, get_job(session, user_id=user, job_id=done)) is None
+        assert queued_items(session, user) == 40  # accepted, not folded yet; the done one: 0
