@@ -178,6 +178,8 @@ async def _submit_ndjson(
     handler = handler_for(job_type)
     metadata = metadata_param(metadata_text)
     check_metadata(metadata, settings.api_max_metadata_bytes)
+    if idempotency_key is None:  # a full queue refuses before the upload, not after it
+        await run_in_threadpool(_check_quota, session, user, 1, settings)
     new_id = uuid4()
     spool = await spool_ndjson(
         request.stream(),

@@ -415,3 +415,22 @@ def test_a_job_past_the_users_queue_quota_is_429_with_the_usage(client, publishe
     assert publisher.published == []
     queued["alice"] = 7  # within it now: 7 + 3
     assert client.post("/batch/jobs", json=body).status_code == 202
+
+
+def test_an_upload_to_a_full_queue_is_refused_before_it_is_read(client, publisher, queued):
+    client.app.state.settings = SETTINGS.model_copy(update={"api_max_queued_items_per_user": 10})
+    queued["alice"] = 10
+    sent: list[bytes] = []
+
+    def body():  # type: ignore[no-untyped-def]
+        for i in range(3):
+            sent.append(b"x")
+            yield orjson.dumps(enrollment(i)) + b"\n"
+
+    response = client.post(
+        "/batch/jobs?job_type=enrollment",
+        content=body(),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 429 and response.json()["error"] == "queue_full"
+    assert len(sent) < 3 and publisher.published == []
