@@ -13,6 +13,7 @@ from ingest_api.metrics import MetricsMiddleware
 from ingest_api.publisher import EventPublisher, KafkaEventPublisher
 from ingest_api.rate_limit import RateLimiter
 from ingest_api.routes import health, jobs
+from ingest_api.routes.docs import install_docs
 from ingest_api.settings import ApiSettings
 from ingest_api.stream_slots import StreamSlots
 from runtime import garbage_collector
@@ -62,12 +63,19 @@ def create_app(
                 await producer.stop()
             engine.dispose()
 
-    app = FastAPI(title="Archive Origin batch operations", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Archive Origin batch operations",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,  # served from local assets instead: ``routes.docs``
+        redoc_url=None,
+    )
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
     app.include_router(jobs.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    install_docs(app)
     return app
 
 
