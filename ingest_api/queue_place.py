@@ -41,6 +41,7 @@ _QUEUED_BY_USER = text(
           AND total_items IS NOT NULL)
       + (SELECT COALESCE(sum(a.total_items), 0) FROM accepted_jobs a
           WHERE a.user_id = :user_id AND a.created_at > now() - interval '1 hour'
+            AND a.published_at IS NOT NULL
             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = a.job_id AND j.user_id IS NOT NULL))
     """
 )
@@ -80,6 +81,6 @@ def _own_rate(job: JobView) -> float:
 
 
 def queued_items(session: Session, user_id: str) -> int:
-    """The items a user has submitted that have no outcome yet (the jobs accepted in the last
-    hour and not yet folded count whole)."""
+    """The items a user has submitted that have no outcome yet (the jobs published in the
+    last hour and not yet folded count whole; one whose publishing failed does not)."""
     return int(session.execute(_QUEUED_BY_USER, {"user_id": user_id}).scalar_one())

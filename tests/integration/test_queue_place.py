@@ -90,10 +90,19 @@ def test_a_finished_job_has_no_place_and_accepted_jobs_count_until_folded(engine
         done = _job(session, job_type, user, status="completed", processed_items=100)
         session.execute(
             text(
-                "INSERT INTO accepted_jobs (job_id, user_id, job_type, total_items, priority)"
-                " VALUES (:id, :user, :type, 40, 'bulk'), (:folded, :user, :type, 100, 'bulk')"
+                "INSERT INTO accepted_jobs"
+                " (job_id, user_id, job_type, total_items, priority, published_at)"
+                " VALUES (:id, :user, :type, 40, 'bulk', now()),"
+                " (:folded, :user, :type, 100, 'bulk', now()),"
+                " (:failed, :user, :type, 1000, 'bulk', NULL)"
             ),
-            {"id": uuid.uuid4(), "folded": done, "user": user, "type": job_type},
+            {
+                "id": uuid.uuid4(),
+                "folded": done,
+                "failed": uuid.uuid4(),  # its publishing failed: no job
+                "user": user,
+                "type": job_type,
+            },
         )
         session.commit()
         assert place_in_queue(session, get_job(session, user_id=user, job_id=done)) is None
