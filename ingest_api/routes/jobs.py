@@ -116,7 +116,7 @@ async def submit_job(
         Lane | None, Query(description="NDJSON uploads: the job's lane (see the JSON body's)")
     ] = None,
 ) -> JobAccepted:
-    """Submit a batch: a JSON body ``{job_type, items, metadata?}``, or a streamed NDJSON
+    """Submit a batch: a JSON body ``{job_type, items, metadata?, priority?}``, or a streamed NDJSON
     upload (one item per line) for large batches."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0]
     user = caller.user_id

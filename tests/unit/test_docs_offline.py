@@ -22,6 +22,8 @@ def test_the_documentation_pages_load_only_local_assets(client, page):
     assert response.status_code == 200
     html = response.text
     assert "http://" not in html and "https://" not in html, html
+    policy = response.headers["Content-Security-Policy"]  # and what the scripts might fetch
+    assert "default-src 'self'" in policy and "img-src 'self' data:" in policy
     assets = re.findall(r'(?:src|href)=["\\\']?(/[^"\\\' >]+)', html)
     assets += re.findall(r"url: '(/[^']+)'", html)  # Swagger UI's OpenAPI document
     assert any(a.endswith(".js") for a in assets), assets
