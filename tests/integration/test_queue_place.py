@@ -10,10 +10,9 @@ from sqlalchemy.orm import Session
 from ingest_api.queries import get_job
 from ingest_api.queue_place import place_in_queue, queued_items
 
-NOW = datetime.now(UTC)
-
 
 def _job(session: Session, job_type: str, user: str, **row: object) -> uuid.UUID:
+    now = datetime.now(UTC)
     values = {
         "id": uuid.uuid4(),
         "user_id": user,
@@ -22,7 +21,7 @@ def _job(session: Session, job_type: str, user: str, **row: object) -> uuid.UUID
         "status": "pending",
         "total_items": 100,
         "processed_items": 0,
-        "created_at": NOW,
+        "created_at": now,
         "started_at": None,
         "last_outcome_at": None,
         **row,
@@ -40,6 +39,7 @@ def _job(session: Session, job_type: str, user: str, **row: object) -> uuid.UUID
 
 
 def test_the_items_ahead_of_a_job_and_its_eta(engine):
+    now = datetime.now(UTC)  # (not at import: a session collects long before it runs this)
     job_type, user = f"qp{uuid.uuid4().hex[:8]}", f"u{uuid.uuid4().hex[:8]}"
     with Session(engine) as session:
         # running for 10 s at 1,000 items/s, 5,000 left
@@ -50,20 +50,20 @@ def test_the_items_ahead_of_a_job_and_its_eta(engine):
             status="processing",
             total_items=15_000,
             processed_items=10_000,
-            created_at=NOW - timedelta(seconds=30),
-            started_at=NOW - timedelta(seconds=12),
-            last_outcome_at=NOW - timedelta(seconds=2),
+            created_at=now - timedelta(seconds=30),
+            started_at=now - timedelta(seconds=12),
+            last_outcome_at=now - timedelta(seconds=2),
         )
-        _job(session, job_type, "other", total_items=3_000, created_at=NOW - timedelta(seconds=20))
-        _job(session, job_type, "other", total_items=7, priority="interactive", created_at=NOW)
+        _job(session, job_type, "other", total_items=3_000, created_at=now - timedelta(seconds=20))
+        _job(session, job_type, "other", total_items=7, priority="interactive", created_at=now)
         _job(session, job_type, "other", status="completed", processed_items=100)  # done
         _job(session, "another_type", "other", total_items=9_999)
         mine = _job(
-            session, job_type, user, total_items=2_000, created_at=NOW - timedelta(seconds=5)
+            session, job_type, user, total_items=2_000, created_at=now - timedelta(seconds=5)
         )
-        later = _job(session, job_type, user, total_items=50, created_at=NOW + timedelta(seconds=1))
+        later = _job(session, job_type, user, total_items=50, created_at=now + timedelta(seconds=1))
         interactive = _job(
-            session, job_type, user, total_items=10, priority="interactive", created_at=NOW
+            session, job_type, user, total_items=10, priority="interactive", created_at=now
         )
         session.commit()
 
