@@ -19,21 +19,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from benchmarks.common import (
     cpu_seconds,
     free_port,
-    fresh_database,
     fresh_settings,
     machine,
+    scratch_database,
     services,
     wait_ready,
 )
 from ingest_api.api_keys import create_key
 from jobtypes.registry import job_types
-from migrations.scratch import drop_database
 from storage.engine import make_engine
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
@@ -41,7 +39,6 @@ NOOP = "archive_jobs.noop:NoopHandler"
 
 
 def run(items: int, uploads: int, database_url: str) -> dict[str, Any]:
-    os.environ.setdefault("BATCH_EXTRA_HANDLERS", NOOP)  # (before the registry is read)
     settings = fresh_settings()
     asyncio.run(create_topics(settings, job_types()))
     engine = make_engine(database_url, pool_size=1)
@@ -87,16 +84,8 @@ def run(items: int, uploads: int, database_url: str) -> dict[str, Any]:
 
 
 def main(items: int, uploads: int) -> dict[str, Any]:
-    server_url = (
-        make_url(os.environ["DATABASE_URL"])
-        .set(database="postgres")
-        .render_as_string(hide_password=False)
-    )
-    url = fresh_database(server_url)
-    try:
+    with scratch_database() as url:
         result = {"benchmark": "api_cpu", **run(items, uploads, url)}
-    finally:
-        drop_database(server_url, url)
     result["machine"] = machine()
     return result
 
@@ -106,5 +95,6 @@ if __name__ == "__main__":
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--uploads", type=int, default=5)
     args = parser.parse_args()
+    os.environ["BATCH_EXTRA_HANDLERS"] = NOOP  # (before anything reads the job types)
     services()
     print(json.dumps(main(args.items, args.uploads)))

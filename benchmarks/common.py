@@ -7,7 +7,8 @@ import subprocess
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -15,9 +16,10 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
+from sqlalchemy.engine import make_url
 
 from batchctl.dev.services import up
-from migrations.scratch import create_database
+from migrations.scratch import create_database, drop_database
 from streaming.clients import connection_options, make_producer
 from streaming.settings import KafkaSettings
 
@@ -144,6 +146,21 @@ async def count_outcomes(
 
 def fresh_database(server_url: str) -> str:
     return create_database(server_url, "bench_")
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A fresh database (migrated) on DATABASE_URL's server, dropped afterwards."""
+    server_url = (
+        make_url(os.environ["DATABASE_URL"])
+        .set(database="postgres")
+        .render_as_string(hide_password=False)
+    )
+    url = fresh_database(server_url)
+    try:
+        yield url
+    finally:
+        drop_database(server_url, url)
 
 
 def free_port() -> int:

@@ -32,23 +32,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from benchmarks.common import (
     free_port,
-    fresh_database,
     fresh_settings,
     machine,
     peak_rss_mb,
     post_ndjson,
+    scratch_database,
     services,
     wait_ready,
 )
 from benchmarks.seed_baseline import run_seed
 from ingest_api.api_keys import create_key
 from jobtypes.registry import job_types
-from migrations.scratch import drop_database
 from storage.engine import make_engine
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
@@ -158,14 +156,8 @@ def run_ours(items: int, database_url: str) -> dict[str, Any]:
 
 
 def main(items: int, compare_at: int, baseline: bool) -> dict[str, Any]:
-    server_url = (
-        make_url(os.environ["DATABASE_URL"])
-        .set(database="postgres")
-        .render_as_string(hide_password=False)
-    )
     result: dict[str, Any] = {"benchmark": "e2e"}
-    url = fresh_database(server_url)
-    try:
+    with scratch_database() as url:
         print(f"ours: {items:,} items ...", flush=True)
         ours = run_ours(items, url)
         print(json.dumps(ours), flush=True)
@@ -197,8 +189,6 @@ def main(items: int, compare_at: int, baseline: bool) -> dict[str, Any]:
                 "baseline_seconds": round(seed_s, 1),
                 "speedup": round(small["items_per_s"] / seed_rate, 1),
             }
-    finally:
-        drop_database(server_url, url)
     result["machine"] = machine()
     return result
 

@@ -32,21 +32,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from benchmarks.common import (
     free_port,
-    fresh_database,
     fresh_settings,
     machine,
     post_ndjson,
+    scratch_database,
     services,
     wait_ready,
 )
 from ingest_api.api_keys import create_key
 from jobtypes.registry import job_types
-from migrations.scratch import drop_database
 from storage.engine import make_engine
 from streaming.clients import make_consumer, topic_partitions
 from streaming.topics_admin import create_topics, delete_prefixed_topics
@@ -206,16 +204,8 @@ def run(items: int, alone_s: float, small_for_s: float, database_url: str) -> di
 
 
 def main(items: int, alone_s: float, small_for_s: float) -> dict[str, Any]:
-    server_url = (
-        make_url(os.environ["DATABASE_URL"])
-        .set(database="postgres")
-        .render_as_string(hide_password=False)
-    )
-    url = fresh_database(server_url)
-    try:
+    with scratch_database() as url:
         result = {"benchmark": "fairness", **run(items, alone_s, small_for_s, url)}
-    finally:
-        drop_database(server_url, url)
     result["machine"] = machine()
     return result
 

@@ -209,14 +209,14 @@ class Worker:
         # then, a chunk at a time, process the records that can start now, then publish
         # their outcomes.
         items = self.reader.read_all([record.value for record in records])
-        partition, dispatcher, process = tp, self.dispatcher, self._process
+        dispatcher, process = self.dispatcher, self._process
         urgent = self._interactive(tp.topic)  # its queued records go before the bulk lane's
         free, submit_nowait = dispatcher.free, dispatcher.submit_nowait
         for first in range(0, len(records), YIELD_EVERY):
             last = first + YIELD_EVERY
             done: list[tuple[Work, Outcome]] = []
             for record, item in zip(records[first:last], items[first:last], strict=True):
-                lane = (partition, record.key if record.key is not None else record.offset)
+                lane = (tp, record.key if record.key is not None else record.offset)
                 work = (record, offsets, item)
                 if free(lane):
                     outcome = process(work)

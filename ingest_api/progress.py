@@ -23,11 +23,16 @@ POLL_S = 0.5
 KEEPALIVE_S = 15.0
 
 
+def items_per_s(job: JobView, now: datetime) -> float:
+    """The job's throughput since its first outcome (0 before it)."""
+    elapsed = (now - job.started_at).total_seconds() if job.started_at else 0.0
+    return job.processed_items / elapsed if elapsed > 0 else 0.0
+
+
 def snapshot(job: JobView, now: datetime) -> dict[str, Any]:
     processed = job.processed_items
     total = job.total_items or 0
-    elapsed = (now - job.started_at).total_seconds() if job.started_at else 0.0
-    rate = processed / elapsed if elapsed > 0 else 0.0
+    rate = items_per_s(job, now)
     remaining = max(0, total - processed)
     return {
         "batch_job_id": str(job.batch_job_id),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from ingest_api.progress import items_per_s
 from ingest_api.schemas import JobView, QueueView
 
 RECENT_S = 10
@@ -61,9 +62,9 @@ def place_in_queue(session: Session, job: JobView) -> QueueView | None:
             "job_type": job.job_type,
         },
     ).one()
-    # its own rate counts too: it shares the workers with what is ahead of it
-    own = _own_rate(job)
-    rate = float(rate) + own
+    rate = float(rate)
+    if job.status == "processing":  # its own rate counts too: it shares the workers
+        rate += items_per_s(job, datetime.now(UTC))
     remaining = max(0, (job.total_items or 0) - job.processed_items)
     return QueueView(
         lane=lane,
@@ -71,13 +72,6 @@ def place_in_queue(session: Session, job: JobView) -> QueueView | None:
         items_per_s=round(rate, 1) if rate else None,
         eta_s=round((int(ahead) + remaining) / rate, 1) if rate > 0 else None,
     )
-
-
-def _own_rate(job: JobView) -> float:
-    if job.started_at is None or job.status != "processing" or not job.processed_items:
-        return 0.0
-    elapsed = (datetime.now(UTC) - job.started_at).total_seconds()
-    return job.processed_items / max(elapsed, 0.5)
 
 
 def queued_items(session: Session, user_id: str) -> int:

@@ -2,26 +2,11 @@
 
 import warnings
 
-from jobtypes.contract import (
-    DependencyUnavailable,
-    Handler,
-    ItemContext,
-    JsonOutput,
-    PermanentError,
-    TransientError,
-)
+from jobtypes import *  # noqa: F403
+from jobtypes import __all__  # noqa: F401
 
 warnings.warn(
     "consumers.handlers.base is deprecated; import the job-type contract from jobtypes",
     DeprecationWarning,
     stacklevel=2,
 )
-
-__all__ = [
-    "DependencyUnavailable",
-    "Handler",
-    "ItemContext",
-    "JsonOutput",
-    "PermanentError",
-    "TransientError",
-]
