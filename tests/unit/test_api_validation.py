@@ -1,6 +1,8 @@
 """The API's edge, with a fake publisher in place of Kafka and a fixed caller."""
 
+import json
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -434,3 +436,23 @@ def test_an_upload_to_a_full_queue_is_refused_before_it_is_read(client, publishe
     )
     assert response.status_code == 429 and response.json()["error"] == "queue_full"
     assert len(sent) < 3 and publisher.published == []
+
+
+@pytest.mark.parametrize(
+    "priority",
+    ["inter\u0000active", "\ud800", 2**63, {"a": [[[]]]}, "x" * (2 << 20), "INTERACTIVE"],
+    ids=["nul", "lone-surrogate", "past-2^63", "nested", "2MB", "unknown"],
+)
+def test_a_priority_that_is_not_a_lane_is_422_and_publishes_nothing(client, publisher, priority):
+    body = {"job_type": "enrollment", "items": [enrollment(0)], "priority": priority}
+    raw = json.dumps(body, ensure_ascii=True).encode()
+    response = client.post("/batch/jobs", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code in (413, 422), response.text[:200]
+    assert publisher.published == []
+    value = quote(str(priority)[:1000].encode("utf-8", "surrogatepass"))  # (bytes as sent)
+    ndjson = client.post(
+        f"/batch/jobs?job_type=enrollment&priority={value}",
+        content=orjson.dumps(enrollment(0)) + b"\n",
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert ndjson.status_code == 422 and publisher.published == []
