@@ -321,13 +321,24 @@ def keys_create(
             "default: API_INTERACTIVE_MAX_ITEMS)",
         ),
     ] = None,
+    operator: Annotated[
+        bool,
+        typer.Option(
+            "--operator", help="it may open the console's operator page (lag, dead letters)"
+        ),
+    ] = False,
 ) -> None:
     """Create an API key; it is printed once and only its hash is stored."""
     from ingest_api.api_keys import InvalidUserId, create_key
 
     with _sessions()() as session:
         try:
-            key = create_key(session, user_id=user, interactive_max_items=interactive_max)
+            key = create_key(
+                session,
+                user_id=user,
+                interactive_max_items=interactive_max,
+                operator=operator,
+            )
         except InvalidUserId as exc:
             raise _fail(str(exc)) from None
     err.print(f"key {key.key_id} for user {user!r} (shown once):")
@@ -339,7 +350,7 @@ def keys_list(user: Annotated[str | None, typer.Option("--user")] = None) -> Non
     """List API keys (their prefixes, never the keys)."""
     from ingest_api.api_keys import list_keys
 
-    table = Table("id", "user", "prefix", "interactive", "created", "revoked")
+    table = Table("id", "user", "prefix", "interactive", "operator", "created", "revoked")
     for column in table.columns:
         column.overflow = "fold"  # (a narrow terminal folds a value, never hides it)
     table.columns[2].no_wrap = True
@@ -350,6 +361,7 @@ def keys_list(user: Annotated[str | None, typer.Option("--user")] = None) -> Non
                 key.user_id,
                 key.prefix + "...",
                 "default" if key.interactive_max_items is None else str(key.interactive_max_items),
+                "yes" if key.operator else "",
                 f"{key.created_at:%Y-%m-%d %H:%M}",
                 f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
             )
@@ -398,7 +410,7 @@ def schema_export(
 def _letters():
     from aiokafka.errors import KafkaError
 
-    from batchctl.dlq import read_letters
+    from streaming.letters import read_letters
     from streaming.settings import KafkaSettings
 
     try:
@@ -430,7 +442,7 @@ def dlq_show(letter_id: Annotated[str, typer.Argument(help="partition:offset")])
     """One letter: why it was rejected, where it came from, and its bytes."""
     import orjson
 
-    from batchctl.dlq import LetterNotFound, find
+    from streaming.letters import LetterNotFound, find
 
     try:
         letter = find(_letters(), letter_id)
@@ -454,7 +466,7 @@ def dlq_redrive(
     """Publish letters again to the topics they came from, unchanged (after fixing their
     cause); they are decoded and validated again there. A letter goes back only to the
     topic where its event type belongs under this deployment's prefix."""
-    from batchctl.dlq import CannotRedrive, LetterNotFound, find, redrive, target_topic
+    from streaming.letters import CannotRedrive, LetterNotFound, find, redrive, target_topic
     from streaming.settings import KafkaSettings
 
     settings = KafkaSettings()

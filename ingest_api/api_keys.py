@@ -36,7 +36,11 @@ _USER_ID = TypeAdapter(UserId)
 
 
 def create_key(
-    session: Session, *, user_id: str, interactive_max_items: int | None = None
+    session: Session,
+    *,
+    user_id: str,
+    interactive_max_items: int | None = None,
+    operator: bool = False,
 ) -> NewKey:
     """Raises ``InvalidUserId`` for a user id that jobs could not carry in their events."""
     try:
@@ -52,6 +56,7 @@ def create_key(
         prefix=secret[:12],
         user_id=user_id,
         interactive_max_items=interactive_max_items,
+        operator=operator,
     )
     session.add(key)
     session.commit()

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
 from ingest_api import metrics
+from ingest_api.console import install_console
 from ingest_api.errors import install_error_handlers
 from ingest_api.metrics import MetricsMiddleware
 from ingest_api.publisher import EventPublisher, KafkaEventPublisher
@@ -76,6 +77,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     install_docs(app)
+    install_console(app)
     return app
 
 

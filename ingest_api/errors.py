@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 
@@ -156,6 +156,11 @@ def _first_problem(errors: list[dict[str, Any]]) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
+def _wants_a_page(request: Request) -> bool:
+    """A browser's request of a console page (its scripts ask for JSON)."""
+    return request.url.path.startswith("/ui/") and "text/html" in request.headers.get("accept", "")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -181,7 +186,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        page = getattr(request.app.state, "html_error_page", None)
+        if page is not None and _wants_a_page(request):
+            return page(request, exc)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if exc.status_code == 503:
             headers = {"Retry-After": "2"}

@@ -82,9 +82,7 @@ async def progress_events(
                 return
         job = await asyncio.to_thread(read)
         state = snapshot(job, datetime.now(UTC))
-        changed = last is None or {
-            k: v for k, v in state.items() if k not in ("items_per_s", "eta_s")
-        } != {k: v for k, v in last.items() if k not in ("items_per_s", "eta_s")}
+        changed = _moved(last, state)
         event_id = f"{job_id}:{job.processed_items}:{job.status}"
         if job.status in FINAL_JOB_STATUSES:
             yield sse(state, event="done", event_id=event_id)
@@ -96,3 +94,58 @@ async def progress_events(
             yield b": keep-alive\n\n"
             last_sent = time.monotonic()
         await asyncio.sleep(POLL_S)
+
+
+async def progress_of_jobs(
+    read: Callable[[list[UUID]], list[JobView]],
+    job_ids: list[UUID],
+    *,
+    max_s: float = float("inf"),
+    key_is_valid: Callable[[], bool] | None = None,
+    key_check_s: float = 30.0,
+) -> AsyncIterator[bytes]:
+    """Like ``progress_events``, for several jobs in one stream and one query a poll (the
+    console's jobs list): a ``progress`` snapshot of each job when it changed, its ``done``
+    once it has finished (then it is no longer read); the stream ends when all have. A job
+    ``read`` does not return (not folded yet, or not the caller's) is asked for again."""
+    waiting = list(dict.fromkeys(job_ids))
+    last: dict[UUID, dict[str, Any]] = {}
+    started = last_sent = key_checked = time.monotonic()
+    while waiting:
+        now = time.monotonic()
+        if now - started >= max_s:
+            yield b": the stream's time is up; reconnect to go on\n\n"
+            return
+        if key_is_valid is not None and now - key_checked >= key_check_s:
+            key_checked = now
+            if not await asyncio.to_thread(key_is_valid):
+                error = {"error": "not_authenticated", "detail": "the session has ended"}
+                yield sse(error, event="error", event_id="revoked")
+                return
+        sent = False
+        for job in await asyncio.to_thread(read, waiting):
+            state = snapshot(job, datetime.now(UTC))
+            event_id = f"{job.batch_job_id}:{job.processed_items}:{job.status}"
+            if job.status in FINAL_JOB_STATUSES:
+                yield sse(state, event="done", event_id=event_id)
+                waiting.remove(job.batch_job_id)
+                sent = True
+            elif _moved(last.get(job.batch_job_id), state):
+                yield sse(state, event="progress", event_id=event_id)
+                last[job.batch_job_id] = state
+                sent = True
+        if sent:
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent >= KEEPALIVE_S:
+            yield b": keep-alive\n\n"
+            last_sent = time.monotonic()
+        if waiting:
+            await asyncio.sleep(POLL_S)
+
+
+def _moved(before: dict[str, Any] | None, now: dict[str, Any]) -> bool:
+    """Whether a snapshot says more than the one before (throughput and ETA alone change
+    every poll: not news)."""
+    if before is None:
+        return True
+    return any(before[k] != v for k, v in now.items() if k not in ("items_per_s", "eta_s"))

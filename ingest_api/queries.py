@@ -30,8 +30,25 @@ def get_job(session: Session, *, user_id: str, job_id: UUID) -> JobView:
     return _job_view(*row)
 
 
+def get_jobs(session: Session, *, user_id: str, job_ids: list[UUID]) -> list[JobView]:
+    """The caller's jobs among ``job_ids`` that are folded (others' and unknown ones are
+    left out), in one query."""
+    rows = session.execute(
+        select(Job, Result)
+        .outerjoin(Result, Result.job_id == Job.id)
+        .where(Job.id.in_(job_ids), Job.user_id == user_id)
+    ).all()
+    return [_job_view(job, result) for job, result in rows]
+
+
 def list_jobs(
-    session: Session, *, user_id: str, status: str | None, cursor: str | None, limit: int
+    session: Session,
+    *,
+    user_id: str,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+    job_type: str | None = None,
 ) -> JobPage:
     """The caller's jobs, newest first; the cursor is where the previous page ended."""
     query = (
@@ -41,6 +58,8 @@ def list_jobs(
     )
     if status is not None:
         query = query.where(Job.status == status)
+    if job_type is not None:
+        query = query.where(Job.job_type == job_type)
     if cursor is not None:
         created_at, job_id = _decode_cursor(cursor)
         query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created_at, job_id))

@@ -27,7 +27,8 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     interactive lane unless it asks for bulk), ``API_INTERACTIVE_MAX_ITEMS`` (10000: the
     largest job a key may send to the interactive lane, unless an operator set the key's
     own cap); quota: ``API_MAX_QUEUED_ITEMS_PER_USER`` (10000000: a submission that would put
-    more of a user's items without an outcome in the queues is refused, 429)."""
+    more of a user's items without an outcome in the queues is refused, 429); the web console:
+    ``API_CONSOLE_SESSION_S`` (43200: a sign-in lasts this long)."""
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -52,6 +53,7 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     api_interactive_default_max_items: int = Field(1_000, ge=0)
     api_interactive_max_items: int = Field(10_000, ge=0)
     api_max_queued_items_per_user: int = Field(10_000_000, ge=1)
+    api_console_session_s: float = Field(12 * 3600, gt=0, le=30 * 24 * 3600)
 
     @model_validator(mode="after")
     def events_fit(self) -> Self:

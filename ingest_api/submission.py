@@ -33,10 +33,16 @@ def handler_for(job_type: str) -> Handler:
         raise InvalidBatch(str(exc), known_job_types=exc.known) from None
 
 
-def note_invalid(errors: list[dict[str, Any]], index: int, exc: ValidationError) -> None:
-    """Keep the first invalid items, by index with their messages, for the 422."""
+def note_invalid(
+    errors: list[dict[str, Any]], index: int, exc: ValidationError, line: int | None = None
+) -> None:
+    """Keep the first invalid items, by index (and an upload's line) with their messages,
+    for the 422."""
     if len(errors) < MAX_REPORTED_ERRORS:
-        errors.append({"item_index": index, "message": validation_message(exc)})
+        error: dict[str, Any] = {"item_index": index, "message": validation_message(exc)}
+        if line is not None:
+            error["line"] = line
+        errors.append(error)
 
 
 class _JobTypeOnly(BaseModel):

@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 from uuid import UUID
@@ -90,9 +90,9 @@ async def spool_ndjson(
     limits: UploadLimits,
     salt: bytes,
 ) -> Spool:
-    """Read, validate and spool every line; raise InvalidBatch (naming the first bad lines by
-    index), TooLarge or UploadTimedOut. ``salt`` (job type and metadata) goes into the request
-    digest. Lines are split in time linear in the upload's size, however it is cut."""
+    """Read, validate and spool every line; raise InvalidBatch (naming the first bad items by
+    index and line), TooLarge or UploadTimedOut. ``salt`` (job type and metadata) goes into
+    the request digest. Lines are split in time linear in the upload's size, however it is cut."""
     spool = Spool()
     hasher = hashlib.sha256(salt)
     errors: list[dict[str, Any]] = []
@@ -120,13 +120,18 @@ async def spool_ndjson(
             lines = pending[:end].split(b"\n")
             del pending[: end + 1]
             scanned = 0
+            first_line = lines_seen + 1
             lines_seen += len(lines)
             if lines_seen > limits.max_items:
                 raise TooLarge(f"more than {limits.max_items} lines in one upload")
-            index = _take(lines, index, handler, spool, errors, job_id, limits.max_item_bytes)
+            index = _take(
+                lines, first_line, index, handler, spool, errors, job_id, limits.max_item_bytes
+            )
             if len(pending) > limits.max_item_bytes:
                 raise TooLarge(f"item {index}: a line over {limits.max_item_bytes} bytes")
-        index = _take([pending], index, handler, spool, errors, job_id, limits.max_item_bytes)
+        index = _take(
+            [pending], lines_seen + 1, index, handler, spool, errors, job_id, limits.max_item_bytes
+        )
         if errors:
             raise invalid_items(errors, index)
         if index == 0:
@@ -161,7 +166,8 @@ async def _next_piece(
 
 
 def _take(
-    lines: list[bytearray] | list[bytes],
+    lines: Sequence[bytearray | bytes],
+    first_line: int,
     index: int,
     handler: Handler,
     spool: Spool,
@@ -169,20 +175,22 @@ def _take(
     job_id: UUID,
     max_item_bytes: int,
 ) -> int:
-    """Validate the lines (blank ones skipped) of items numbered from ``index`` and spool
-    them; return the next index."""
+    """Validate the lines (numbered from ``first_line``; blank ones skipped) of items
+    numbered from ``index`` and spool them; return the next index."""
     validate = handler.input_model.__pydantic_validator__.validate_json
     start, items = index, []
-    for line in lines:
-        line = line.strip()
+    for number, raw in enumerate(lines, first_line):
+        line = raw.strip()
         if not line:
             continue
         if len(line) > max_item_bytes:
-            raise TooLarge(f"item {index}: {len(line)} bytes exceeds {max_item_bytes}")
+            raise TooLarge(
+                f"item {index} (line {number}): {len(line)} bytes exceeds {max_item_bytes}"
+            )
         try:
             items.append(validate(line))
         except ValidationError as exc:
-            note_invalid(errors, index, exc)
+            note_invalid(errors, index, exc, line=number)
         index += 1
     if items and not errors:  # once a line is bad nothing will be published: stop spooling
         payloads = item_payloads(

@@ -17,11 +17,13 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    false,
     func,
     text,
 )
@@ -184,6 +186,20 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
     # the largest job it may submit as interactive (None: API_INTERACTIVE_MAX_ITEMS; 0: none)
     interactive_max_items: Mapped[int | None] = mapped_column(Integer)
+    operator: Mapped[bool] = mapped_column(Boolean, server_default=false())  # the operator page
+
+
+class ConsoleSession(Base):
+    """A browser signed in to the web console with an API key: the cookie holds a random
+    token, only its SHA-256 hash is stored; revoking the key (or deleting it) ends it."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, index=True)
 
 
 class Device(Base):

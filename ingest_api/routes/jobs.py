@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from events.ids import job_id_text
 from events.item_wire import SubmittedEncoder
-from events.models import JobCancelRequested, JobSubmitted
+from events.models import JobCancelRequested, JobSubmitted, JobType
 from events.topics import Lane
-from ingest_api import acceptance, queries
+from ingest_api import acceptance, export, queries
 from ingest_api.acceptance import request_hash
 from ingest_api.api_keys import user_for_key_hash
 from ingest_api.deps import Caller, CallerDep, CurrentUser, PublisherDep, SessionDep, SettingsDep
@@ -121,8 +121,8 @@ async def submit_job(
     content_type = request.headers.get("content-type", "application/json").split(";")[0]
     user = caller.user_id
     if content_type.strip().lower() == NDJSON:
-        return await _submit_ndjson(
-            request,
+        return await submit_ndjson(
+            request.stream(),
             caller,
             session,
             publisher,
@@ -161,8 +161,8 @@ async def submit_job(
     return _accepted(accepted)
 
 
-async def _submit_ndjson(
-    request: Request,
+async def submit_ndjson(
+    stream: AsyncIterator[bytes],
     caller: Caller,
     session: Session,
     publisher: EventPublisher,
@@ -172,6 +172,8 @@ async def _submit_ndjson(
     metadata_text: str | None,
     priority: Lane | None,
 ) -> JobAccepted:
+    """A job of the items of an NDJSON stream (an upload's body, or a file converted by the
+    console), spooled and validated before anything is published."""
     user = caller.user_id
     if not job_type:
         raise InvalidBatch("an NDJSON upload names its job type: ?job_type=...")
@@ -182,7 +184,7 @@ async def _submit_ndjson(
         await run_in_threadpool(_check_quota, session, user, 1, settings)
     new_id = uuid4()
     spool = await spool_ndjson(
-        request.stream(),
+        stream,
         handler,
         job_id=new_id,
         limits=UploadLimits(
@@ -344,11 +346,15 @@ def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
     status: JobStatus | None = None,
+    job_type: Annotated[JobType | None, Query(description="only this job type")] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> JobPage:
+    """The caller's jobs, newest first, optionally of one status and one job type."""
     page_size = min(limit or settings.api_page_size, settings.api_max_page_size)
-    return queries.list_jobs(session, user_id=user, status=status, cursor=cursor, limit=page_size)
+    return queries.list_jobs(
+        session, user_id=user, status=status, cursor=cursor, limit=page_size, job_type=job_type
+    )
 
 
 @router.get("/{job_id}", response_model=JobView)
@@ -374,6 +380,36 @@ def list_items(
     page_size = min(limit or settings.api_page_size, settings.api_max_page_size)
     return queries.list_items(
         session, user_id=user, job_id=job_id, after=cursor, limit=page_size, status=status
+    )
+
+
+@router.get(
+    "/{job_id}/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/csv": {}, NDJSON: {}},
+            "description": "every item (or those of one status) in index order, streamed",
+        }
+    },
+)
+def export_items(
+    job_id: UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    request: Request,
+    format: Annotated[export.ExportFormat, Query(description="csv or jsonl")] = "jsonl",
+    status: ItemStatus | None = None,
+) -> StreamingResponse:
+    """Download the job's items, input, output and error with each, as CSV or JSON Lines;
+    any size (read and sent a page at a time)."""
+    export.check_owner(session, user_id=user, job_id=job_id)
+    return StreamingResponse(
+        export.export_items(request.app.state.sessions, job_id, format, status),
+        media_type=export.MEDIA_TYPES[format],
+        headers={
+            "Content-Disposition": f'attachment; filename="{export.filename(job_id, format)}"'
+        },
     )
 
 

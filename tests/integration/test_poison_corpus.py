@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from batchctl.dlq import read_letters
 from events.codec import EventDecodeError, decode, encode
 from events.models import ItemFailed, ItemSubmitted, ItemSucceeded, JobCancelRequested, JobSubmitted
 from streaming.clients import make_producer
 from streaming.dead_letters import HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC
+from streaming.letters import read_letters
 from tests.integration.conftest import submit, wait_for, wait_fully_folded, wait_job
 from tests.integration.test_replay import TABLES
 from tests.support.hostile import hostile_values, nested, past_the_limits

@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from batchctl.dlq import read_letters
 from events.codec import encode
 from events.models import ItemSubmitted, ItemSucceeded
+from streaming.letters import read_letters
 from tests import factories as f
 from tests.integration.conftest import publish_many, wait_fully_folded, wait_job
 from tests.integration.test_poison_corpus import _batchctl, _rows

@@ -7,10 +7,10 @@ from uuid import uuid4
 import orjson
 import pytest
 
-from batchctl.dlq import CannotRedrive, Letter, target_topic
 from events.codec import encode
 from events.models import ItemFailed, ItemSubmitted, JobSubmitted
 from streaming.dead_letters import HEADER_TOPIC
+from streaming.letters import CannotRedrive, Letter, target_topic
 from streaming.settings import KafkaSettings
 
 SETTINGS = KafkaSettings(BATCH_TOPIC_PREFIX="acme.")

@@ -1,10 +1,11 @@
-"""The dead-letter topic for operators: list what is there and why, show one letter, and
-redrive letters to the topic they came from (once their cause is fixed: a deployed upcaster,
-a corrected upstream publisher) — where they are decoded and validated again.
+"""The dead-letter topic for operators (``batchctl dlq``, the console's operator page): list
+what is there and why, show one letter, and redrive letters to the topic they came from
+(once their cause is fixed: a deployed upcaster, a corrected upstream publisher) — where
+they are decoded and validated again.
 
-A letter's headers are data like any other (an upstream publisher's record can carry what
-it likes), so a redrive goes only to the topic where the letter's event type belongs under
-this deployment's prefix, and only when that is the topic it came from."""
+A letter's headers are data like any other (an upstream publisher's record can carry what it
+likes), so a redrive goes only to the topic where the letter's event type belongs under this
+deployment's prefix, and only when that is the topic it came from."""
 
 import re
 from dataclasses import dataclass
@@ -76,8 +77,9 @@ class Letter:
         }
 
 
-async def read_letters(settings: KafkaSettings) -> list[Letter]:
-    """Every letter in the dead-letter topic now, oldest first per partition."""
+async def read_letters(settings: KafkaSettings, newest: int | None = None) -> list[Letter]:
+    """Every letter in the dead-letter topic now (or the ``newest`` of each partition),
+    oldest first per partition."""
     topic = settings.topics.dlq
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
@@ -88,6 +90,10 @@ async def read_letters(settings: KafkaSettings) -> list[Letter]:
         ends = await consumer.end_offsets(tps)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        if newest is not None:
+            for tp, end in ends.items():
+                if end - newest > await consumer.position(tp):
+                    consumer.seek(tp, end - newest)
         letters: list[Letter] = []
         remaining = {tp: end for tp, end in ends.items() if end > 0}
         for tp in remaining:
