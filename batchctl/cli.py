@@ -165,15 +165,23 @@ def run(
 def demo(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     items: Annotated[int, typer.Option(help="items per job type")] = 100,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="then keep the stack running for the web console")
+    ] = False,
 ) -> None:
     """Bring up the services, run the stack, submit a sample batch of each job type and show
-    them completed."""
+    them completed, with the web console's address and a key to sign in with."""
     from batchctl.demo import DemoFailed, run_demo
     from batchctl.dev.errors import DevServiceError
 
     try:
         # wide enough for the summary table also when the output is not a terminal
-        run_demo(port=port, items_per_job=items, console=Console(width=max(console.width, 110)))
+        run_demo(
+            port=port,
+            items_per_job=items,
+            console=Console(width=max(console.width, 110)),
+            serve=serve,
+        )
     except (DevServiceError, DemoFailed) as exc:
         raise _fail(str(exc)) from None
 

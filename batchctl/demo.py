@@ -115,7 +115,7 @@ def _wait_finished(
     raise DemoFailed(f"jobs did not finish within {timeout_s:.0f}s: {jobs}")
 
 
-def run_demo(*, port: int, items_per_job: int, console: Console) -> None:
+def run_demo(*, port: int, items_per_job: int, console: Console, serve: bool = False) -> None:
     from jobtypes.registry import job_types
 
     console.rule("local services")
@@ -131,11 +131,15 @@ def run_demo(*, port: int, items_per_job: int, console: Console) -> None:
         f"({', '.join(job_types())}), the projector; logs in {log_file}"
     )
     try:
-        headers = {"Authorization": f"Bearer {_create_key(database_url)}"}
+        key = _create_key(database_url)
+        headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
         ) as client:
             _show(console, *_submit_samples(client, console, job_types(), items_per_job))
+        _show_console(console, port, key, serve)
+        if serve:
+            supervisor.keep_running()
     except httpx.HTTPError as exc:
         raise DemoFailed(f"talking to the API failed: {exc!r}") from None
     except DemoFailed as exc:
@@ -145,6 +149,20 @@ def run_demo(*, port: int, items_per_job: int, console: Console) -> None:
     console.print(
         "stack stopped; Kafka and PostgreSQL keep running (`batchctl dev down` stops them)"
     )
+
+
+def _show_console(console: Console, port: int, key: str, serving: bool) -> None:
+    """Where to see these jobs in a browser, and the key to sign in with (the demo user's)."""
+    console.rule("web console")
+    url = f"http://127.0.0.1:{port}/ui/"
+    if serving:
+        console.print(f"the web console is at {url} (Ctrl-C stops the stack)")
+    else:
+        console.print(
+            f"to look at these jobs in the web console: `.venv/bin/batchctl run --port {port}`"
+            f" (or `scripts/demo --serve`), then open {url}"
+        )
+    console.print("sign in with the demo user's API key:", key, soft_wrap=True)
 
 
 def _submit_samples(

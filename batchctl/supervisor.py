@@ -102,13 +102,18 @@ class Supervisor:
                 part.process.wait()
 
     def run_forever(self) -> None:
+        self.start_all()
+        self.keep_running()
+
+    def keep_running(self) -> None:
+        """Restart the started parts that exit, until SIGINT or SIGTERM; then stop all."""
+
         def _stop(signum: int, frame: object) -> None:
             raise KeyboardInterrupt
 
         # Explicitly, also for SIGINT: a shell starts background jobs with SIGINT ignored.
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        self.start_all()
         try:
             while True:
                 time.sleep(0.5)

@@ -8,18 +8,18 @@ deterministic events are published again, which changes nothing downstream.
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import orjson
 from pydantic_core import from_json
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ingest_api.schemas import JobView
-from storage.tables import AcceptedJob
+from storage.tables import AcceptedJob, Job
 
 
 def request_hash(raw: bytes) -> str:
@@ -102,8 +102,31 @@ def accepted_view(session: Session, *, user_id: str, job_id: UUID) -> JobView | 
             AcceptedJob.published_at.is_not(None),
         )
     )
-    if job is None:
-        return None
+    return None if job is None else _pending(job)
+
+
+UNFOLDED_WINDOW = timedelta(hours=1)
+
+
+def unfolded_views(
+    session: Session, *, user_id: str, job_type: str | None, limit: int
+) -> list[JobView]:
+    """The user's newest published jobs the projector has not folded yet (read-your-writes
+    for the first page of a jobs list), accepted within ``UNFOLDED_WINDOW``: past it, a job
+    the projector has not folded is an outage, and the list shows the folded ones."""
+    query = select(AcceptedJob).where(
+        AcceptedJob.user_id == user_id,
+        AcceptedJob.published_at.is_not(None),
+        AcceptedJob.created_at > datetime.now(UTC) - UNFOLDED_WINDOW,
+        ~exists().where(Job.id == AcceptedJob.job_id, Job.created_at.is_not(None)),
+    )
+    if job_type is not None:
+        query = query.where(AcceptedJob.job_type == job_type)
+    rows = session.scalars(query.order_by(AcceptedJob.created_at.desc()).limit(limit))
+    return [_pending(job) for job in rows]
+
+
+def _pending(job: AcceptedJob) -> JobView:
     return JobView(
         batch_job_id=job.job_id,
         job_type=job.job_type,

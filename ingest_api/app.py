@@ -11,6 +11,7 @@ from ingest_api import metrics
 from ingest_api.console import install_console
 from ingest_api.errors import install_error_handlers
 from ingest_api.metrics import MetricsMiddleware
+from ingest_api.openapi import install_openapi
 from ingest_api.publisher import EventPublisher, KafkaEventPublisher
 from ingest_api.rate_limit import RateLimiter
 from ingest_api.routes import health, jobs
@@ -77,6 +78,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     install_docs(app)
+    install_openapi(app)
     install_console(app)
     return app
 

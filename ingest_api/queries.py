@@ -8,7 +8,7 @@ from uuid import UUID
 from sqlalchemy import select, true, tuple_
 from sqlalchemy.orm import Session
 
-from ingest_api.acceptance import accepted_view
+from ingest_api.acceptance import accepted_view, unfolded_views
 from ingest_api.errors import InvalidCursor, JobNotFound
 from ingest_api.schemas import ItemPage, ItemView, JobPage, JobView, ResultView
 from storage.tables import Item, Job, Result
@@ -50,7 +50,8 @@ def list_jobs(
     limit: int,
     job_type: str | None = None,
 ) -> JobPage:
-    """The caller's jobs, newest first; the cursor is where the previous page ended."""
+    """The caller's jobs, newest first; the cursor is where the previous page ended. The
+    first page also lists the caller's jobs accepted but not folded yet (as pending)."""
     query = (
         select(Job, Result)
         .outerjoin(Result, Result.job_id == Job.id)
@@ -69,8 +70,11 @@ def list_jobs(
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1][0] if rows else None
+    unfolded: list[JobView] = []
+    if cursor is None and status in (None, "pending"):  # read-your-writes, on the first page
+        unfolded = unfolded_views(session, user_id=user_id, job_type=job_type, limit=limit)
     return JobPage(
-        jobs=[_job_view(job, result) for job, result in rows],
+        jobs=[*unfolded, *(_job_view(job, result) for job, result in rows)],
         next_cursor=_encode_cursor(last) if more and last else None,
     )
 

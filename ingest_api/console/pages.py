@@ -54,12 +54,30 @@ PAGE_SIZE = 25
 ITEMS_PAGE_SIZE = 50
 MAX_STREAMED_JOBS = 100
 NEWEST_LETTERS = 5000  # per partition, read for the operator page
+GROUP_STATES = {  # Kafka's group states, as the operator page says them (label, tone)
+    "Stable": ("running", "completed"),
+    "Empty": ("stopped: positions kept", "pending"),
+    "Dead": ("not started", "failed"),
+    "PreparingRebalance": ("rebalancing", "processing"),
+    "CompletingRebalance": ("rebalancing", "processing"),
+}
 
 
 def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(PAGE_HEADERS)
     return response
+
+
+# The pages load only the console's own assets, and no other site may frame them.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def error_page(request: Request, exc: ApiError) -> Response:
@@ -274,8 +292,12 @@ def _top_errors(job: JobView) -> list[tuple[str, int]]:
 
 
 def _pretty(data: Any) -> str:
+    """JSON for people: on one line when it is short, indented when it is not."""
     if data is None:
         return ""
+    compact = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+    if len(compact) <= 60:
+        return compact
     return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
 
 
@@ -462,6 +484,7 @@ async def operator_page(
             "newest_letters": NEWEST_LETTERS,
             "problems": problems,
             "notice": notice,
+            "STATES": GROUP_STATES,
         },
     )
 

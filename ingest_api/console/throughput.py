@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 MAX_BARS = 120
+MIN_SLOTS = 30
 QUERY_TIMEOUT_MS = 3000  # a job of many millions of items: no chart rather than a slow page
 
 
@@ -67,7 +68,7 @@ def svg(chart: Throughput, *, width: int = 720, height: int = 180) -> str:
     left, bottom, top = 56, 24, 10
     inner_w, inner_h = width - left - 8, height - bottom - top
     peak = chart.peak or 1.0
-    n = len(chart.rates)
+    n = max(len(chart.rates), MIN_SLOTS)  # a short job's few bars stay bars, not a block
     bar_w = inner_w / n
     bars = "".join(
         f'<rect x="{left + i * bar_w:.1f}" y="{top + inner_h * (1 - rate / peak):.1f}" '
@@ -75,7 +76,8 @@ def svg(chart: Throughput, *, width: int = 720, height: int = 180) -> str:
         for i, rate in enumerate(chart.rates)
         if rate > 0
     )
-    span = n * chart.step_s
+    span = len(chart.rates) * chart.step_s  # what was measured
+    axis = n * chart.step_s  # what the axis shows
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" '
@@ -88,6 +90,6 @@ def svg(chart: Throughput, *, width: int = 720, height: int = 180) -> str:
         f'<text x="{left - 6}" y="{top + inner_h}" text-anchor="end">0</text>'
         f"{bars}"
         f'<text x="{left}" y="{height - 6}">0 s</text>'
-        f'<text x="{width - 8}" y="{height - 6}" text-anchor="end">{span:,} s</text>'
+        f'<text x="{width - 8}" y="{height - 6}" text-anchor="end">{axis:,} s</text>'
         "</svg>"
     )

@@ -357,3 +357,71 @@ def test_the_operator_page_is_for_operators_keys(api, engine):
     assert page.status_code == 200, page.text
     assert "workers.query" in page.text and "projector.main" in page.text
     assert "Dead letters" in page.text
+
+
+def test_an_operator_redrives_a_reasons_letters_from_the_console(api, engine, kafka_settings):
+    """A letter whose event belongs on the topic it came from goes back there, with the
+    header that says it was redriven; one that belongs on no topic stays."""
+    import asyncio
+
+    from events.codec import encode
+    from events.models import ItemSubmitted
+    from streaming.clients import make_producer
+    from streaming.dead_letters import HEADER_KEY, HEADER_REASON, HEADER_TOPIC
+    from tests.integration.test_dlq_cli import last_record
+
+    reason = f"console_{uuid.uuid4().hex[:8]}"
+    topic = kafka_settings.topics.items("noop")  # no test serves it: the redriven event rests
+    key = f"console-{reason}".encode()
+    event = encode(ItemSubmitted.new(job_id=uuid.uuid4(), item_index=0, job_type="noop", input={}))
+
+    async def write_letters() -> None:
+        producer = make_producer(kafka_settings)
+        await producer.start()
+        try:
+            headers = [(HEADER_TOPIC, topic.encode()), (HEADER_REASON, reason.encode())]
+            for value in (event, b"{not an event"):
+                await producer.send_and_wait(
+                    kafka_settings.topics.dlq,
+                    value=value,
+                    key=key,
+                    headers=[*headers, (HEADER_KEY, key)],
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(write_letters())
+    _, ops = _secret(engine, "console-redriver", operator=True)
+    operator = _browser(api)
+    _sign_in(operator, ops)
+    page = operator.get("/ui/operator").text
+    assert f"<code>{reason}</code></td><td>2</td>" in page
+    done = operator.post(
+        "/ui/operator/redrive", data={"csrf_token": _session_token(operator), "reason": reason}
+    )
+    assert done.status_code == 303
+    notice = operator.get(done.headers["location"]).text
+    assert f"redrove 1 letters of reason &#39;{reason}&#39;" in notice
+    assert "1 belong on no topic" in notice
+    record = asyncio.run(last_record(kafka_settings, topic, key))
+    assert record is not None and record.value == event
+    assert any(name == "dlq.redriven.from" for name, _ in record.headers)
+
+
+def test_a_job_just_accepted_is_listed_before_it_is_folded(api, engine):
+    """No projector runs in this test: the job exists only as accepted, and the first page
+    of the list (REST and console) shows it as pending; other filters do not."""
+    _, secret = _secret(engine, "console-unfolded")
+    headers = {"Authorization": f"Bearer {secret}"}
+    accepted = api.post(
+        "/batch/jobs", headers=headers, json={"job_type": "query", "items": [{"device_id": "d"}]}
+    )
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["batch_job_id"]
+    listed = api.get("/batch/jobs", headers=headers).json()["jobs"]
+    assert [(j["batch_job_id"], j["status"]) for j in listed] == [(job_id, "pending")]
+    for params in ({"status": "completed"}, {"job_type": "enrollment"}):
+        assert api.get("/batch/jobs", headers=headers, params=params).json()["jobs"] == []
+    browser = _browser(api)
+    _sign_in(browser, secret)
+    assert job_id in browser.get("/ui/jobs").text
