@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -91,7 +92,8 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
     asyncio.run(create_topics(settings, job_types()))
     engine = make_engine(os.environ["DATABASE_URL"], pool_size=1)
     with sessionmaker(engine)() as session:
-        key = create_key(session, user_id="bench").secret
+        # a user of its own: earlier runs' items, never served, fill no quota of this one
+        key = create_key(session, user_id=f"bench-{uuid.uuid4().hex[:8]}").secret
     engine.dispose()
     port = free_port()
     env = {
