@@ -30,4 +30,4 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, MetricsSettings):
     projection_name: str = "main"
 
     def group_id(self, job_type: str) -> str:
-        return f"{self.topic_prefix}workers.{job_type}"
+        return self.topics.worker_group(job_type)

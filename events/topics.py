@@ -44,6 +44,15 @@ class Topics:
     def items_of_every_lane(self, job_type: str) -> list[str]:
         return [self.items(job_type, lane) for lane in LANES]
 
+    def worker_group(self, job_type: str) -> str:
+        """The consumer group of a job type's workers."""
+        return f"{self.prefix}workers.{job_type}"
+
+    def projector_group(self, projection: str = "main") -> str:
+        """The consumer group of a projection's projector (its positions are stored in
+        PostgreSQL, not committed to Kafka)."""
+        return f"{self.prefix}projector.{projection}"
+
     @staticmethod
     def lane_of(topic: str) -> Lane:
         """The lane of an items or outcomes topic."""

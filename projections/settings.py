@@ -17,4 +17,4 @@ class ProjectorSettings(KafkaSettings, DatabaseSettings, MetricsSettings):
     projector_max_event_bytes: int = Field(1_000_000, ge=1024)
 
     def group_id(self) -> str:
-        return f"{self.topic_prefix}projector.{self.projection_name}"
+        return self.topics.projector_group(self.projection_name)

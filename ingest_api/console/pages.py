@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import quote
 from uuid import UUID
 
 import orjson
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from events.models import JobType
 from events.topics import Lane
@@ -36,7 +37,7 @@ from ingest_api.console.file_formats import FileFormat, csv_as_ndjson, json_as_n
 from ingest_api.console.sessions import close_session, open_session, signed_in
 from ingest_api.deps import PublisherDep, SessionDep, SettingsDep
 from ingest_api.errors import ApiError
-from ingest_api.progress import items_per_s, progress_of_jobs
+from ingest_api.progress import progress_of_jobs, snapshot
 from ingest_api.queue_place import place_in_queue
 from ingest_api.routes import jobs as job_routes
 from ingest_api.schemas import JobAccepted, JobView
@@ -48,8 +49,10 @@ from streaming.letters import CannotRedrive, read_letters, redrive, target_topic
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
-JOB_STATUSES = ("pending", "processing", "completed", "cancelled", "failed")
-ITEM_STATUSES = ("pending", "success", "failed", "cancelled")
+JOB_STATUSES = get_args(job_routes.JobStatus)
+ITEM_STATUSES = get_args(job_routes.ItemStatus)
+AnyJobStatus = job_routes.JobStatus | Literal[""]  # "": a filter form's "any"
+AnyItemStatus = job_routes.ItemStatus | Literal[""]
 PAGE_SIZE = 25
 ITEMS_PAGE_SIZE = 50
 MAX_STREAMED_JOBS = 100
@@ -95,8 +98,6 @@ def error_page(request: Request, exc: ApiError) -> Response:
 
 
 def _quote(path: str) -> str:
-    from urllib.parse import quote
-
     return quote(path, safe="")
 
 
@@ -107,7 +108,9 @@ def _local(next_path: str | None) -> str:
     return "/ui/jobs"
 
 
-def _cookie_options(request: Request, settings: Any) -> dict[str, Any]:
+def _cookie_options(request: Request) -> dict[str, Any]:
+    """HttpOnly, SameSite=Strict, only for the console's paths, and Secure over TLS (behind
+    a proxy that ends TLS: run uvicorn with --proxy-headers so the scheme is seen)."""
     return {
         "httponly": True,
         "samesite": "strict",
@@ -123,10 +126,12 @@ def home() -> RedirectResponse:
 
 
 @router.get("/sign-in")
-def sign_in_page(request: Request, settings: SettingsDep, next: str | None = None) -> Response:
+def sign_in_page(
+    request: Request, next: Annotated[str | None, Query(max_length=2000)] = None
+) -> Response:
     token = secrets.token_urlsafe(32)
     response = _page(request, "sign_in.html", {"csrf_token": token, "next": _local(next)})
-    response.set_cookie(SIGN_IN_COOKIE, token, max_age=3600, **_cookie_options(request, settings))
+    response.set_cookie(SIGN_IN_COOKIE, token, max_age=3600, **_cookie_options(request))
     return response
 
 
@@ -168,7 +173,7 @@ async def sign_in(request: Request, session: SessionDep, settings: SettingsDep) 
         COOKIE,
         token,
         max_age=int(settings.api_console_session_s),
-        **_cookie_options(request, settings),
+        **_cookie_options(request),
     )
     response.delete_cookie(SIGN_IN_COOKIE, path="/ui")
     return response
@@ -187,11 +192,12 @@ async def sign_out(request: Request, user: CheckedDep, session: SessionDep) -> R
 
 
 def _live(job: JobView, now: datetime) -> dict[str, Any]:
-    rate = items_per_s(job, now)
-    remaining = max(0, (job.total_items or 0) - job.processed_items)
+    """What the page shows of a job's progress before its stream moves it (the same figures
+    as the stream's snapshots)."""
+    state = snapshot(job, now)
     return {
-        "items_per_s": rate,
-        "eta_s": remaining / rate if rate > 0 and remaining else None,
+        "items_per_s": state["items_per_s"],
+        "eta_s": state["eta_s"],
         "finished": job.status in FINAL_JOB_STATUSES,
     }
 
@@ -201,7 +207,7 @@ def jobs_page(
     request: Request,
     user: SignedInDep,
     session: SessionDep,
-    status: Literal["", "pending", "processing", "completed", "cancelled", "failed"] = "",
+    status: AnyJobStatus = "",
     job_type: Annotated[JobType | Literal[""], Query()] = "",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
@@ -238,7 +244,7 @@ def job_page(
     job_id: UUID,
     user: SignedInDep,
     session: SessionDep,
-    items_status: Literal["", "pending", "success", "failed", "cancelled"] = "",
+    items_status: AnyItemStatus = "",
     cursor: Annotated[int | None, Query(ge=-1)] = None,
     notice: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
@@ -333,7 +339,7 @@ def download(
     user: SignedInDep,
     session: SessionDep,
     format: export.ExportFormat = "csv",
-    items_status: Literal["", "pending", "success", "failed", "cancelled"] = "",
+    items_status: AnyItemStatus = "",
 ) -> StreamingResponse:
     return job_routes.export_items(
         job_id, user.user_id, session, request, format, items_status or None
@@ -449,10 +455,9 @@ async def operator_page(
 ) -> Response:
     topics = settings.topics
     kinds = sorted(job_types())
-    projector = f"{settings.topic_prefix}projector.main"
+    projector = topics.projector_group()
     groups: dict[str, list[str]] = {
-        f"{settings.topic_prefix}workers.{kind}": list(topics.items_of_every_lane(kind))
-        for kind in kinds
+        topics.worker_group(kind): list(topics.items_of_every_lane(kind)) for kind in kinds
     }
     groups[projector] = [
         topics.jobs,
@@ -503,8 +508,6 @@ def _projector_positions(request: Request) -> dict[tuple[str, int], int]:
 
 def _checkpoint_age_s(request: Request) -> float | None:
     """Seconds since the projector last stored a position (None: never)."""
-    from sqlalchemy import func
-
     with request.app.state.sessions() as session:
         last = session.scalar(
             select(func.max(ProjectionCheckpoint.updated_at)).where(
