@@ -4,13 +4,16 @@ import asyncio
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from batchctl import logs, user_cli
+
+if TYPE_CHECKING:
+    from batchctl.dev.settings import DevSettings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -249,14 +252,26 @@ def replay(
 
 
 @dev_app.command("up")
-def dev_up() -> None:
-    """Start Kafka 3.9.1 (fetched once from Maven Central) and PostgreSQL, create topics and
-    apply migrations."""
+def dev_up(
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            "--brokers",
+            min=1,
+            max=5,
+            help="Kafka nodes: 3 runs a replicated cluster (default: BATCH_DEV_KAFKA_BROKERS, 1)",
+        ),
+    ] = None,
+) -> None:
+    """Start Kafka 3.9.1 (fetched once from Maven Central; one node, or a replicated cluster)
+    and PostgreSQL, create topics and apply migrations."""
     from batchctl.dev.errors import DevServiceError
     from batchctl.dev.services import up
+    from batchctl.dev.settings import DevSettings
 
+    settings = DevSettings() if brokers is None else DevSettings(kafka_brokers=brokers)
     try:
-        for line in up():
+        for line in up(settings):
             console.print(line)
     except DevServiceError as exc:
         raise _fail(str(exc)) from None
@@ -274,14 +289,41 @@ def dev_down() -> None:
 
 
 @dev_app.command("status")
-def dev_status() -> None:
-    """Show whether the local services are up."""
+def dev_status(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show whether the local services are up (each Kafka node: id, port, pid, state)."""
+    import orjson
+
     from batchctl.dev import kafka_broker, postgres
+
+    settings = _dev_settings_in_use()
+    if as_json:
+        shown = {"kafka": kafka_broker.node_states(settings), "postgres": postgres.status(settings)}
+        typer.echo(orjson.dumps(shown).decode())
+        return
+    console.print(kafka_broker.status(settings))
+    console.print(postgres.status(settings))
+
+
+def _dev_settings_in_use() -> "DevSettings":
+    """The local services' settings, with as many Kafka nodes as the last ``dev up`` started
+    (``.dev/env`` names them), unless BATCH_DEV_KAFKA_BROKERS says otherwise."""
+    import os
+
     from batchctl.dev.settings import DevSettings
 
     settings = DevSettings()
-    console.print(kafka_broker.status(settings))
-    console.print(postgres.status(settings))
+    if "BATCH_DEV_KAFKA_BROKERS" in os.environ:
+        return settings
+    env_file = settings.dir / "env"
+    servers = ""
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            if line.startswith("KAFKA_BOOTSTRAP_SERVERS="):
+                servers = line.split("=", 1)[1]
+    count = len([s for s in servers.split(",") if s.strip()])
+    return DevSettings(kafka_brokers=count) if count > 1 else settings
 
 
 # --- schema, topics, keys ------------------------------------------------------------------

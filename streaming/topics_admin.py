@@ -11,6 +11,18 @@ FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "del
 DLQ_EXTRA = {"max.message.bytes": str(8 << 20)}
 
 
+def _durability(copies: int) -> dict[str, str]:
+    """With three copies a write is acknowledged once two hold it (``acks=all``), and no
+    replica that missed writes is ever made leader: losing one broker loses nothing and
+    stops nothing."""
+    if copies < 2:
+        return {}
+    return {
+        "min.insync.replicas": str(max(1, min(2, copies - 1))),
+        "unclean.leader.election.enable": "false",
+    }
+
+
 async def create_topics(settings: KafkaSettings, job_types: list[str]) -> list[str]:
     """Create the missing topics; return the names of those created."""
     topics = settings.topics
@@ -26,7 +38,11 @@ async def create_topics(settings: KafkaSettings, job_types: list[str]) -> list[s
                     name=name,
                     num_partitions=settings.topic_partitions,
                     replication_factor=settings.topic_replication_factor,
-                    topic_configs={**FOREVER, **(DLQ_EXTRA if name == topics.dlq else {})},
+                    topic_configs={
+                        **FOREVER,
+                        **_durability(settings.topic_replication_factor),
+                        **(DLQ_EXTRA if name == topics.dlq else {}),
+                    },
                 )
                 for name in missing
             ]

@@ -1,11 +1,14 @@
-"""A single-node KRaft Apache Kafka broker assembled from Maven Central jars.
+"""Apache Kafka in KRaft mode assembled from Maven Central jars: one node, or a replicated
+cluster of several (``BATCH_DEV_KAFKA_BROKERS``), each node both broker and controller.
 
 The jars are resolved once with Maven into a per-user cache and reused by every clone; the
-log dirs live under the project's git-ignored ``.dev/kafka`` and are formatted once. The broker
+log dirs live under the project's git-ignored ``.dev/kafka`` (a cluster's nodes under
+``.dev/kafka/node-<id>``) and are formatted once, a cluster's with one cluster id. Each node
 runs detached (its pid in ``broker.pid``, its log in ``broker.log``) until ``dev down``.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -13,8 +16,10 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from batchctl.dev.errors import DevServiceError
 from batchctl.dev.settings import KAFKA_VERSION, DevSettings
@@ -33,30 +38,82 @@ log4j.logger.kafka.request.logger=WARN
 """
 
 
-def server_properties(settings: DevSettings) -> str:
-    data = settings.kafka_dir / "data"
-    port, cport = settings.kafka_port, settings.controller_port
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node (broker and controller) of the local cluster."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    dir: Path  # its config, data, pid and log
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+
+def nodes(settings: DevSettings) -> list[Node]:
+    """The nodes ``settings`` asks for: one in ``.dev/kafka`` itself (as ever), or a cluster's
+    in ``.dev/kafka/node-<id>``."""
+    ports = zip(settings.kafka_ports, settings.controller_ports, strict=True)
+    if settings.kafka_brokers == 1:
+        return [Node(1, settings.kafka_port, settings.controller_port, settings.kafka_dir)]
+    return [
+        Node(i + 1, port, cport, settings.kafka_dir / f"node-{i + 1}")
+        for i, (port, cport) in enumerate(ports)
+    ]
+
+
+def _every_node_dir(settings: DevSettings) -> list[Path]:
+    """Where a node of any earlier ``dev up`` (single or cluster) may have left its pid."""
+    kdir = settings.kafka_dir
+    return [kdir, *sorted(kdir.glob("node-*"))] if kdir.exists() else []
+
+
+def _failover(settings: DevSettings) -> str:
+    """A cluster's controllers notice a dead node within 3 s (9 s by default), so its
+    partitions get new leaders sooner; one node has no one to fail over to."""
+    if settings.kafka_brokers == 1:
+        return ""
+    return "broker.session.timeout.ms=3000\nbroker.heartbeat.interval.ms=1000\n"
+
+
+def server_properties(settings: DevSettings, node: Node) -> str:
+    voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes(settings))
+    copies = settings.replication_factor
+    min_isr = max(1, min(2, copies - 1))  # three copies: an acknowledged write is on two
     return f"""process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{cport}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+node.id={node.node_id}
+controller.quorum.voters={voters}
+listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={data}
+log.dirs={node.data}
 num.partitions=1
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
+default.replication.factor={copies}
+min.insync.replicas={min_isr}
+unclean.leader.election.enable=false
+offsets.topic.replication.factor={copies}
 offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={copies}
+transaction.state.log.min.isr={min_isr}
 transaction.state.log.num.partitions=1
 group.initial.rebalance.delay.ms=0
-num.network.threads=2
+{_failover(settings)}num.network.threads=2
 num.io.threads=2
 message.max.bytes=2097152
 """
+
+
+def jars_cached(settings: DevSettings) -> bool:
+    return (settings.jars_dir / ".complete").exists()
 
 
 def ensure_jars(settings: DevSettings) -> Path:
@@ -116,23 +173,23 @@ def _classpath(settings: DevSettings) -> str:
     return str(settings.jars_dir / "*")
 
 
-def _write_config(settings: DevSettings) -> Path:
-    kdir = settings.kafka_dir
-    kdir.mkdir(parents=True, exist_ok=True)
-    props = kdir / "server.properties"
-    props.write_text(server_properties(settings))
-    (kdir / "log4j.properties").write_text(LOG4J)
+def _write_config(settings: DevSettings, node: Node) -> Path:
+    node.dir.mkdir(parents=True, exist_ok=True)
+    props = node.dir / "server.properties"
+    props.write_text(server_properties(settings, node))
+    (node.dir / "log4j.properties").write_text(LOG4J)
     return props
 
 
-def _format_storage(settings: DevSettings, props: Path) -> None:
-    """Format the log dirs once; the cluster id is kept beside them."""
-    if (settings.kafka_dir / "data" / "meta.properties").exists():
-        return
-    java, cp = _java(), _classpath(settings)
+def _cluster_id(settings: DevSettings) -> str:
+    """One id for all the nodes of a cluster, kept beside them (a node formatted with
+    another id would not join)."""
+    kept = settings.kafka_dir / "cluster.id"
+    if settings.kafka_brokers > 1 and kept.exists():
+        return kept.read_text().strip()
     cluster_id = (
         subprocess.run(
-            [java, "-cp", cp, STORAGE_TOOL, "random-uuid"],
+            [_java(), "-cp", _classpath(settings), STORAGE_TOOL, "random-uuid"],
             capture_output=True,
             text=True,
             check=True,
@@ -140,16 +197,26 @@ def _format_storage(settings: DevSettings, props: Path) -> None:
         .stdout.strip()
         .splitlines()[-1]
     )
+    if settings.kafka_brokers > 1:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(cluster_id)
+    return cluster_id
+
+
+def _format_storage(settings: DevSettings, node: Node, props: Path) -> None:
+    """Format the node's log dirs once."""
+    if (node.data / "meta.properties").exists():
+        return
     result = subprocess.run(
         [
-            java,
-            "-Dlog4j.configuration=file:" + str(settings.kafka_dir / "log4j.properties"),
+            _java(),
+            "-Dlog4j.configuration=file:" + str(node.dir / "log4j.properties"),
             "-cp",
-            cp,
+            _classpath(settings),
             STORAGE_TOOL,
             "format",
             "-t",
-            cluster_id,
+            _cluster_id(settings),
             "-c",
             str(props),
             "--ignore-formatted",
@@ -162,13 +229,9 @@ def _format_storage(settings: DevSettings, props: Path) -> None:
         raise DevServiceError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
 
 
-def _pid_file(settings: DevSettings) -> Path:
-    return settings.kafka_dir / "broker.pid"
-
-
-def running_pid(settings: DevSettings) -> int | None:
+def _pid_of(node_dir: Path) -> int | None:
     try:
-        pid = int(_pid_file(settings).read_text().strip())
+        pid = int((node_dir / "broker.pid").read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
     try:
@@ -181,15 +244,28 @@ def running_pid(settings: DevSettings) -> int | None:
     return pid
 
 
-async def is_ready(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
-    """Ready means the broker answers a metadata request, not merely that its port is open."""
+def running_pid(settings: DevSettings, node_id: int = 1) -> int | None:
+    """The pid of a node of ``settings`` (the first by default), if it runs."""
+    return _pid_of(_node(settings, node_id).dir)
+
+
+def _node(settings: DevSettings, node_id: int) -> Node:
+    for node in nodes(settings):
+        if node.node_id == node_id:
+            return node
+    raise DevServiceError(f"no Kafka node {node_id} (nodes 1 to {settings.kafka_brokers})")
+
+
+async def is_ready(bootstrap_servers: str, timeout_s: float = 3.0, brokers: int = 1) -> bool:
+    """Ready means the cluster answers a metadata request naming ``brokers`` brokers, not
+    merely that a port is open."""
     from aiokafka import AIOKafkaClient
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # refused probes are expected
     client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
-        return len(client.cluster.brokers()) > 0
+        return len(client.cluster.brokers()) >= brokers
     except Exception:
         return False
     finally:
@@ -199,20 +275,15 @@ async def is_ready(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
 def is_ours(settings: DevSettings, bootstrap_servers: str) -> bool:
     """Whether ``bootstrap_servers`` is this checkout's broker (as ``.dev/env`` names it):
     then ``dev up`` starts it again if it died, rather than only waiting for it."""
-    return (
-        bootstrap_servers.strip() == settings.bootstrap_servers
-        and (_data_dir(settings) / "meta.properties").exists()
+    return bootstrap_servers.strip() == settings.bootstrap_servers and all(
+        (node.data / "meta.properties").exists() for node in nodes(settings)
     )
 
 
-def _data_dir(settings: DevSettings) -> Path:
-    return settings.kafka_dir / "data"
-
-
-def shut_down_cleanly(settings: DevSettings) -> bool:
-    """Whether the broker's last run ended cleanly: Kafka leaves this marker in its log dir
+def shut_down_cleanly(settings: DevSettings, node_id: int = 1) -> bool:
+    """Whether the node's last run ended cleanly: Kafka leaves this marker in its log dir
     then, and recovers every log it finds without it (after a kill -9, a crash)."""
-    return (_data_dir(settings) / ".kafka_cleanshutdown").exists()
+    return (_node(settings, node_id).data / ".kafka_cleanshutdown").exists()
 
 
 def wait_ready(
@@ -221,12 +292,14 @@ def wait_ready(
     pid: int | None = None,
     log: Path | None = None,
     waiting_for: str = "start-up",
+    brokers: int = 1,
 ) -> None:
-    """Wait for a metadata answer, saying every ``PROGRESS_EVERY_S`` what for."""
+    """Wait for a metadata answer naming ``brokers`` brokers, saying every
+    ``PROGRESS_EVERY_S`` what for."""
     started = time.monotonic()
     deadline, said = started + timeout_s, started
     while time.monotonic() < deadline:
-        if asyncio.run(is_ready(bootstrap_servers)):
+        if asyncio.run(is_ready(bootstrap_servers, brokers=brokers)):
             return
         if pid is not None:
             try:
@@ -252,22 +325,15 @@ PROGRESS_EVERY_S = 10.0
 RECOVERY_TIMEOUT_S = 600.0  # a log recovery reads every segment written since the last flush
 
 
-def start(settings: DevSettings, *, timeout_s: float = 90) -> str:
-    """Start the broker unless it runs already; return a line describing it."""
-    pid = running_pid(settings)
-    if pid is not None:
-        wait_ready(settings.bootstrap_servers, timeout_s, pid)
-        return f"Kafka {KAFKA_VERSION} already running (pid {pid}) on {settings.bootstrap_servers}"
-    if asyncio.run(is_ready(settings.bootstrap_servers)):
-        return f"Kafka already answering on {settings.bootstrap_servers} (not started by batchctl)"
+def _launch(settings: DevSettings, node: Node) -> tuple[int, bool]:
+    """Start one node; (its pid, whether it recovers its logs after an unclean stop)."""
     ensure_jars(settings)
-    props = _write_config(settings)
-    ran_before = (_data_dir(settings) / "meta.properties").exists()
-    _format_storage(settings, props)
-    recovering = ran_before and not shut_down_cleanly(settings)
-    log = settings.kafka_dir / "broker.log"
+    props = _write_config(settings, node)
+    ran_before = (node.data / "meta.properties").exists()
+    _format_storage(settings, node, props)
+    recovering = ran_before and not (node.data / ".kafka_cleanshutdown").exists()
     heap = f"{settings.kafka_heap_mb}m"
-    with log.open("ab") as out:
+    with (node.dir / "broker.log").open("ab") as out:
         process = subprocess.Popen(
             [
                 _java(),
@@ -276,7 +342,7 @@ def start(settings: DevSettings, *, timeout_s: float = 90) -> str:
                 "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20",
                 "-Djava.awt.headless=true",
-                "-Dlog4j.configuration=file:" + str(settings.kafka_dir / "log4j.properties"),
+                "-Dlog4j.configuration=file:" + str(node.dir / "log4j.properties"),
                 "-cp",
                 _classpath(settings),
                 MAIN_CLASS,
@@ -287,50 +353,139 @@ def start(settings: DevSettings, *, timeout_s: float = 90) -> str:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    _pid_file(settings).write_text(str(process.pid))
+    (node.dir / "broker.pid").write_text(str(process.pid))
+    return process.pid, recovering
+
+
+def start(settings: DevSettings, *, timeout_s: float = 90) -> str:
+    """Start the nodes that do not run yet; return a line describing the cluster."""
+    wanted = nodes(settings)
+    running = {node.node_id: _pid_of(node.dir) for node in wanted}
+    others = [
+        d
+        for d in _every_node_dir(settings)
+        if _pid_of(d) is not None and d not in {node.dir for node in wanted}
+    ]
+    if others:
+        raise DevServiceError(
+            f"Kafka nodes of another layout run ({', '.join(str(d) for d in others)}): "
+            "`batchctl dev down` first"
+        )
+    servers, size = settings.bootstrap_servers, len(wanted)
+    if all(running.values()):
+        wait_ready(servers, timeout_s, brokers=size)
+        pids = ", ".join(str(pid) for pid in running.values())
+        return f"Kafka {KAFKA_VERSION} already running (pid {pids}) on {servers}"
+    if not any(running.values()) and asyncio.run(is_ready(servers)):
+        return f"Kafka already answering on {servers} (not started by batchctl)"
+    started, recovering = [], False
+    for node in wanted:
+        if running[node.node_id] is None:
+            pid, recovers = _launch(settings, node)
+            started.append(pid)
+            recovering = recovering or recovers
+    first = wanted[0]
     if recovering:  # as long as it takes, within a bound, saying so
         wait_ready(
-            settings.bootstrap_servers,
+            servers,
             max(timeout_s, RECOVERY_TIMEOUT_S),
-            process.pid,
-            log,
+            started[0] if size == 1 else None,
+            first.dir / "broker.log",
             "its log recovery after an unclean shutdown (a kill or a crash)",
+            brokers=size,
         )
     else:
-        wait_ready(settings.bootstrap_servers, timeout_s, process.pid, log)
+        wait_ready(
+            servers,
+            timeout_s,
+            started[0] if size == 1 else None,
+            first.dir / "broker.log",
+            brokers=size,
+        )
+    where = first.data if size == 1 else settings.kafka_dir
+    shape = (
+        ""
+        if size == 1
+        else f"a cluster of {size} nodes (replication factor {settings.replication_factor}), "
+    )
     return (
-        f"Kafka {KAFKA_VERSION} started (pid {process.pid}) on {settings.bootstrap_servers}, "
-        f"data in {settings.kafka_dir / 'data'}"
+        f"Kafka {KAFKA_VERSION} started (pid {', '.join(map(str, started))}) on {servers}, "
+        f"{shape}data in {where}"
     )
 
 
-def stop(settings: DevSettings, *, timeout_s: float = 30) -> str:
-    pid = running_pid(settings)
+def start_node(settings: DevSettings, node_id: int, *, timeout_s: float = 90) -> str:
+    """Start one node of the cluster again (after ``kill_node``)."""
+    node = _node(settings, node_id)
+    if _pid_of(node.dir) is None:
+        _launch(settings, node)
+    wait_ready(
+        settings.bootstrap_servers, max(timeout_s, RECOVERY_TIMEOUT_S), brokers=len(nodes(settings))
+    )
+    return f"Kafka node {node_id} runs again on {node.bootstrap}"
+
+
+def kill_node(settings: DevSettings, node_id: int) -> int:
+    """kill -9 one node (a chaos test's fault); returns its pid."""
+    node = _node(settings, node_id)
+    pid = _pid_of(node.dir)
     if pid is None:
-        return "Kafka is not running"
-    os.kill(pid, signal.SIGTERM)
+        raise DevServiceError(f"Kafka node {node_id} is not running")
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def _wait_or_kill(pid: int, timeout_s: float) -> None:
+    """Wait for a process told to stop; kill it past ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
+            return
         time.sleep(0.2)
-    else:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    _pid_file(settings).unlink(missing_ok=True)
-    return f"Kafka stopped (pid {pid})"
+
+
+def stop(settings: DevSettings, *, timeout_s: float = 30) -> str:
+    """Stop every node this checkout runs, of any layout (SIGTERM: a clean shutdown)."""
+    running = [(d, pid) for d in _every_node_dir(settings) if (pid := _pid_of(d)) is not None]
+    if not running:
+        return "Kafka is not running"
+    for _, pid in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for node_dir, pid in running:
+        _wait_or_kill(pid, timeout_s)
+        (node_dir / "broker.pid").unlink(missing_ok=True)
+    return f"Kafka stopped (pid {', '.join(str(pid) for _, pid in running)})"
+
+
+def node_states(settings: DevSettings) -> list[dict[str, Any]]:
+    """Each node of ``settings``: id, port, pid and state (``running`` answers metadata
+    on its own port, ``starting`` runs but does not answer yet, ``stopped``)."""
+    states = []
+    for node in nodes(settings):
+        pid = _pid_of(node.dir)
+        answers = pid is not None and asyncio.run(is_ready(node.bootstrap, timeout_s=2))
+        state = "running" if answers else ("starting" if pid is not None else "stopped")
+        states.append({"node_id": node.node_id, "port": node.port, "pid": pid, "state": state})
+    return states
 
 
 def status(settings: DevSettings) -> str:
-    pid = running_pid(settings)
-    ready = asyncio.run(is_ready(settings.bootstrap_servers))
-    if pid is None:
-        return (
-            f"Kafka: answering on {settings.bootstrap_servers} (not started by batchctl)"
-            if ready
-            else "Kafka: not running"
-        )
-    return (
-        f"Kafka: pid {pid}, {'ready' if ready else 'NOT answering'} on {settings.bootstrap_servers}"
+    states = node_states(settings)
+    if all(s["pid"] is None for s in states):
+        if asyncio.run(is_ready(settings.bootstrap_servers)):
+            return f"Kafka: answering on {settings.bootstrap_servers} (not started by batchctl)"
+        return "Kafka: not running"
+    if len(states) == 1:
+        s = states[0]
+        ready = "ready" if s["state"] == "running" else "NOT answering"
+        return f"Kafka: pid {s['pid']}, {ready} on {settings.bootstrap_servers}"
+    return "Kafka: " + "; ".join(
+        f"node {s['node_id']} on :{s['port']} {s['state']}"
+        + (f" (pid {s['pid']})" if s["pid"] else "")
+        for s in states
     )

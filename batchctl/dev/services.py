@@ -24,6 +24,7 @@ def up(settings: DevSettings | None = None) -> Iterator[str]:
     else:  # ours (also when .dev/env named it): started again if it died
         yield kafka_broker.start(settings)
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+        os.environ["BATCH_TOPIC_REPLICATION"] = str(settings.replication_factor)
     url, line = postgres.start(settings)
     os.environ["DATABASE_URL"] = url
     yield line
@@ -33,7 +34,9 @@ def up(settings: DevSettings | None = None) -> Iterator[str]:
     yield "database schema at head"
     settings.dir.mkdir(parents=True, exist_ok=True)
     env_file = settings.dir / "env"
+    replication = os.environ.get("BATCH_TOPIC_REPLICATION")
     env_file.write_text(
         f"KAFKA_BOOTSTRAP_SERVERS={os.environ['KAFKA_BOOTSTRAP_SERVERS']}\nDATABASE_URL={url}\n"
+        + (f"BATCH_TOPIC_REPLICATION={replication}\n" if replication else "")
     )
     yield f"connection settings written to {env_file} (`set -a; . {env_file}; set +a`)"

@@ -187,7 +187,13 @@ def test_a_state_changing_form_without_its_csrf_token_is_refused(api, engine):
     _, secret = _secret(engine, "console-forms")
     browser = _browser(api)
     _sign_in(browser, secret)
-    job_id = _job(engine, "console-forms", status="processing")
+    # a job with its events (its cancellation is an event too: later replays fold both)
+    submitted = api.post(
+        "/batch/jobs",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"job_type": "query", "items": [{"device_id": "d"}]},
+    )
+    job_id = submitted.json()["batch_job_id"]
     for data in ({}, {"csrf_token": ""}, {"csrf_token": "x" * 43}):
         refused = browser.post(f"/ui/jobs/{job_id}/cancel", data=data, headers=HTML)
         assert refused.status_code == 403 and "csrf_refused" in refused.text
@@ -365,7 +371,7 @@ def test_an_operator_redrives_a_reasons_letters_from_the_console(api, engine, ka
     import asyncio
 
     from events.codec import encode
-    from events.models import ItemSubmitted
+    from events.models import ItemSubmitted, JobSubmitted
     from streaming.clients import make_producer
     from streaming.dead_letters import HEADER_KEY, HEADER_REASON, HEADER_TOPIC
     from tests.integration.test_dlq_cli import last_record
@@ -373,12 +379,20 @@ def test_an_operator_redrives_a_reasons_letters_from_the_console(api, engine, ka
     reason = f"console_{uuid.uuid4().hex[:8]}"
     topic = kafka_settings.topics.items("noop")  # no test serves it: the redriven event rests
     key = f"console-{reason}".encode()
-    event = encode(ItemSubmitted.new(job_id=uuid.uuid4(), item_index=0, job_type="noop", input={}))
+    job_id = uuid.uuid4()
+    event = encode(ItemSubmitted.new(job_id=job_id, item_index=0, job_type="noop", input={}))
+    # its job too, so that the replays of later tests fold the item of a known job
+    job = encode(
+        JobSubmitted.new(job_id=job_id, job_type="noop", user_id="console-redriver", total_items=1)
+    )
 
     async def write_letters() -> None:
         producer = make_producer(kafka_settings)
         await producer.start()
         try:
+            await producer.send_and_wait(
+                kafka_settings.topics.jobs, value=job, key=str(job_id).encode()
+            )
             headers = [(HEADER_TOPIC, topic.encode()), (HEADER_REASON, reason.encode())]
             for value in (event, b"{not an event"):
                 await producer.send_and_wait(
