@@ -71,22 +71,34 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 def api(
     host: Annotated[str | None, typer.Option(help="default: API_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default: API_PORT")] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="API processes on the one port (each its own app; the rate limit is shared)",
+        ),
+    ] = 1,
 ) -> None:
-    """Run the REST API."""
+    """Run the REST API (and the web console)."""
     import uvicorn
 
-    from ingest_api.app import create_app
     from ingest_api.settings import ApiSettings
 
     logs.configure("api")
     settings = ApiSettings()
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="warning",
-        access_log=False,
-    )
+    options: dict[str, Any] = {
+        "host": host or settings.api_host,
+        "port": port or settings.api_port,
+        "log_level": "warning",
+        "access_log": False,
+    }
+    if processes > 1:
+        uvicorn.run("batchctl.api_process:app", factory=True, workers=processes, **options)
+        return
+    from ingest_api.app import create_app
+
+    uvicorn.run(create_app(settings), **options)
 
 
 @app.command()

@@ -4,6 +4,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -82,6 +83,98 @@ def peak_rss_mb(pid: int | None = None) -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int, *, children: bool = False) -> float:
+    """CPU seconds (user and system) a process has used; with ``children``, also those of
+    its children that have ended (PostgreSQL's postmaster reaps its backends)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime + ((cutime + cstime) if children else 0)) / _TICK
+
+
+def pids_of(name: str, cmdline_part: str = "") -> list[int]:
+    """The pids of processes whose command is ``name`` (and whose command line holds
+    ``cmdline_part``)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != name:
+                continue
+            if cmdline_part and cmdline_part.encode() not in (proc / "cmdline").read_bytes():
+                continue
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        found.append(int(proc.name))
+    return found
+
+
+def service_cpu_s() -> dict[str, float]:
+    """CPU seconds used so far by this machine's PostgreSQL (every process of it, and its
+    ended backends) and Kafka brokers."""
+    postgres = pids_of("postgres")
+    postmasters = [pid for pid in postgres if _parent(pid) not in postgres]
+    return {
+        "postgres": sum(cpu_s(pid) for pid in postgres)
+        + sum(cpu_s(pid, children=True) - cpu_s(pid) for pid in postmasters),
+        "kafka": sum(cpu_s(pid) for pid in pids_of("java", "kafka.Kafka")),
+    }
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+
+
+@contextmanager
+def replicated_cluster(brokers: int) -> Iterator[KafkaSettings]:
+    """A cluster of ``brokers`` local KRaft nodes (``batchctl dev``'s code, in a temporary
+    directory, on free ports), its settings with fresh topics' names and three copies."""
+    from batchctl.dev import kafka_broker
+    from batchctl.dev.settings import DevSettings
+
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as where:
+        dev = DevSettings(
+            dir=Path(where), kafka_port=_free_ports(2 * brokers), kafka_brokers=brokers
+        )
+        print(kafka_broker.start(dev), flush=True)
+        try:
+            yield KafkaSettings(
+                kafka_bootstrap_servers=dev.bootstrap_servers,
+                BATCH_TOPIC_PREFIX=f"bench{uuid.uuid4().hex[:8]}.",
+                BATCH_TOPIC_PARTITIONS=6,
+                BATCH_TOPIC_REPLICATION=dev.replication_factor,
+            )
+        finally:
+            print(kafka_broker.stop(dev), flush=True)
+
+
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    for _ in range(100):
+        first = free_port()
+        if all(_port_free(port) for port in range(first, first + count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def machine() -> str:

@@ -14,7 +14,12 @@ seed there.
 Prints, last, a JSON line: ``items_per_s`` (ours, N items, end to end), per-stage rates,
 peak RSS per process, ``baseline_items_per_s``, ``ours_items_per_s_at_2000``, ``speedup``.
 
-    python benchmarks/e2e.py [--items N] [--compare-at 2000] [--skip-baseline]
+    python benchmarks/e2e.py [--items N] [--compare-at 2000] [--skip-baseline] [--brokers 3]
+
+With ``--brokers 3`` it also runs the N items on a replicated cluster of three local brokers
+(topics with three copies, ``min.insync.replicas=2``) and reports its throughput beside the
+one broker's (``replicated``). ``cpu_us_per_item``: each part's CPU per item over the run,
+and PostgreSQL's and Kafka's (every process of them on this machine).
 """
 
 import argparse
@@ -35,12 +40,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
 from benchmarks.common import (
+    cpu_s,
     free_port,
     fresh_settings,
     machine,
     peak_rss_mb,
     post_ndjson,
+    replicated_cluster,
     scratch_database,
+    service_cpu_s,
     services,
     wait_ready,
 )
@@ -48,6 +56,7 @@ from benchmarks.seed_baseline import run_seed
 from ingest_api.api_keys import create_key
 from jobtypes.registry import job_types
 from storage.engine import make_engine
+from streaming.settings import KafkaSettings
 from streaming.topics_admin import create_topics, delete_prefixed_topics
 
 NOOP = "archive_jobs.noop:NoopHandler"
@@ -71,6 +80,13 @@ class Stack:
         }
         self.rss = dict.fromkeys(self.parts, 0.0)
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each part, PostgreSQL and Kafka."""
+        return {
+            **{name: cpu_s(process.pid) for name, process in self.parts.items()},
+            **service_cpu_s(),
+        }
+
     def sample(self) -> None:
         for name, process in self.parts.items():
             if process.poll() is not None:
@@ -84,8 +100,8 @@ class Stack:
             process.wait(30)
 
 
-def run_ours(items: int, database_url: str) -> dict[str, Any]:
-    settings = fresh_settings()
+def run_ours(items: int, database_url: str, kafka: KafkaSettings | None = None) -> dict[str, Any]:
+    settings = kafka or fresh_settings()
     asyncio.run(create_topics(settings, job_types()))  # the API publishes to every type's
     engine = make_engine(database_url, pool_size=1)
     with sessionmaker(engine)() as session:
@@ -93,7 +109,9 @@ def run_ours(items: int, database_url: str) -> dict[str, Any]:
     port = free_port()
     env = {
         **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "BATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "BATCH_TOPIC_REPLICATION": str(settings.topic_replication_factor),
         "DATABASE_URL": database_url,
         "BATCH_EXTRA_HANDLERS": NOOP,
         "LOG_LEVEL": "WARNING",
@@ -107,6 +125,7 @@ def run_ours(items: int, database_url: str) -> dict[str, Any]:
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600
         ) as http:
+            cpu_before = stack.cpu_s()
             started = time.perf_counter()
             started_at = datetime.now(UTC)
             accepted_s, accepted = post_ndjson(http, "noop", ndjson(items))
@@ -121,6 +140,7 @@ def run_ours(items: int, database_url: str) -> dict[str, Any]:
             stack.sample()
             time.sleep(0.02)
         total_s = time.perf_counter() - started
+        cpu_after = stack.cpu_s()
         finished_at = datetime.now(UTC)
         stack.sample()
         with engine.connect() as conn:
@@ -152,15 +172,38 @@ def run_ours(items: int, database_url: str) -> dict[str, Any]:
             "tail_s": round((finished_at - last).total_seconds(), 2),
         },
         "peak_rss_mb": stack.rss,
+        # CPU per item of each stage over the run (PostgreSQL and Kafka: all of this
+        # machine's, which run nothing else meanwhile)
+        "cpu_us_per_item": {
+            name: round((cpu_after[name] - cpu_before[name]) * 1e6 / items, 1) for name in cpu_after
+        },
     }
 
 
-def main(items: int, compare_at: int, baseline: bool) -> dict[str, Any]:
+def main(items: int, compare_at: int, baseline: bool, brokers: int = 1) -> dict[str, Any]:
     result: dict[str, Any] = {"benchmark": "e2e"}
     with scratch_database() as url:
         print(f"ours: {items:,} items ...", flush=True)
         ours = run_ours(items, url)
         print(json.dumps(ours), flush=True)
+        if brokers > 1:
+            with replicated_cluster(brokers) as kafka:
+                print(
+                    f"ours on {brokers} brokers, {kafka.topic_replication_factor} copies: "
+                    f"{items:,} items ...",
+                    flush=True,
+                )
+                replicated = run_ours(items, url, kafka)
+            print(json.dumps(replicated), flush=True)
+            result["replicated"] = {
+                "brokers": brokers,
+                "replication_factor": kafka.topic_replication_factor,
+                "items_per_s": replicated["items_per_s"],
+                "stages": replicated["stages"],
+                "cpu_us_per_item": replicated["cpu_us_per_item"],
+                # what replication costs in throughput, beside one broker in this run
+                "cost": round(1 - replicated["items_per_s"] / ours["items_per_s"], 3),
+            }
         # latency dominates a small job, and varies: the median of three runs
         smalls = []
         for run in range(3):
@@ -174,6 +217,7 @@ def main(items: int, compare_at: int, baseline: bool) -> dict[str, Any]:
             "seconds": ours["seconds"],
             "stages": ours["stages"],
             "peak_rss_mb": ours["peak_rss_mb"],
+            "cpu_us_per_item": ours["cpu_us_per_item"],
             "ours_items_per_s_at_2000": small["items_per_s"] if compare_at == 2000 else None,
             f"ours_items_per_s_at_{compare_at}": small["items_per_s"],
             f"ours_items_per_s_at_{compare_at}_runs": [r["items_per_s"] for r in smalls],
@@ -198,7 +242,13 @@ if __name__ == "__main__":
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--compare-at", type=int, default=2_000)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="also run on a replicated cluster of this many local brokers, in the same run",
+    )
     args = parser.parse_args()
     os.environ["BATCH_EXTRA_HANDLERS"] = NOOP
     services()
-    print(json.dumps(main(args.items, args.compare_at, not args.skip_baseline)))
+    print(json.dumps(main(args.items, args.compare_at, not args.skip_baseline, args.brokers)))

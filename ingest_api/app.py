@@ -13,7 +13,6 @@ from ingest_api.errors import install_error_handlers
 from ingest_api.metrics import MetricsMiddleware
 from ingest_api.openapi import install_openapi
 from ingest_api.publisher import EventPublisher, KafkaEventPublisher
-from ingest_api.rate_limit import RateLimiter
 from ingest_api.routes import health, jobs
 from ingest_api.routes.docs import install_docs
 from ingest_api.settings import ApiSettings
@@ -34,9 +33,6 @@ def create_app(
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
         app.state.settings = settings
-        app.state.rate_limiter = RateLimiter(
-            settings.api_rate_limit_per_s, settings.api_rate_limit_burst
-        )
         app.state.stream_slots = StreamSlots(
             settings.api_max_streams_per_key, settings.api_max_streams
         )

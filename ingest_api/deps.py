@@ -10,9 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from ingest_api.api_keys import hash_key, owner_of_key_hash
+from ingest_api.api_keys import hash_key
 from ingest_api.errors import NotAuthenticated, RateLimited
 from ingest_api.publisher import EventPublisher
+from ingest_api.rate_limit import admit
 from ingest_api.settings import ApiSettings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -52,13 +53,18 @@ def get_caller(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send an API key as 'Authorization: Bearer <key>'")
     key_hash = hash_key(credentials.credentials)
-    owner = owner_of_key_hash(session, key_hash=key_hash)
-    session.rollback()  # end the read: the connection goes back to the pool for the request
-    if owner is None:
+    settings = request.app.state.settings
+    admission = admit(
+        session,
+        key_hash=key_hash,
+        rate=settings.api_rate_limit_per_s,
+        burst=settings.api_rate_limit_burst,
+    )  # (committed: the connection goes back to the pool for the request)
+    if admission is None:
         raise NotAuthenticated("the API key is invalid or revoked")
-    wait = request.app.state.rate_limiter.take(key_hash)
-    if wait:
-        raise RateLimited(wait)
+    if admission.wait_s:
+        raise RateLimited(admission.wait_s)
+    owner = admission.owner
     return Caller(owner.user_id, key_hash, owner.interactive_max_items)
 
 

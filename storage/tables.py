@@ -187,6 +187,9 @@ class ApiKey(Base):
     # the largest job it may submit as interactive (None: API_INTERACTIVE_MAX_ITEMS; 0: none)
     interactive_max_items: Mapped[int | None] = mapped_column(Integer)
     operator: Mapped[bool] = mapped_column(Boolean, server_default=false())  # the operator page
+    # its rate limit's token bucket, shared by every API process (None: full)
+    rate_tokens: Mapped[float | None] = mapped_column(Float)
+    rate_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
 
 
 class ConsoleSession(Base):

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from ingest_api.console.sessions import SignedIn, signed_in
 from ingest_api.deps import Caller, SessionDep
 from ingest_api.errors import ApiError, InvalidBatch, RateLimited, TooLarge
+from ingest_api.rate_limit import admit
 
 COOKIE = "aob_console"
 SIGN_IN_COOKIE = "aob_console_sign_in"  # the sign-in form's CSRF token, before a session
@@ -39,9 +40,18 @@ async def get_signed_in(request: Request, session: SessionDep) -> SignedIn:
     found = await run_in_threadpool(signed_in, session, token=token)
     if found is None:
         raise NotSignedIn("the session has ended: sign in again")
-    wait = request.app.state.rate_limiter.take(found.key_hash)
-    if wait:
-        raise RateLimited(wait)
+    settings = request.app.state.settings
+    admission = await run_in_threadpool(
+        admit,
+        session,
+        key_hash=found.key_hash,
+        rate=settings.api_rate_limit_per_s,
+        burst=settings.api_rate_limit_burst,
+    )
+    if admission is None:
+        raise NotSignedIn("the session's key was revoked: sign in again")
+    if admission.wait_s:
+        raise RateLimited(admission.wait_s)
     return found
 
 
