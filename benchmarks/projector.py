@@ -2,7 +2,8 @@
 
 Pre-loads N events (by default 500,000: one ItemSubmitted and one outcome per item, over
 many jobs, plus one JobSubmitted per job; a tenth of the outcomes are failures) into fresh
-topics, starts one ``batchctl projector`` against a fresh database, and times it from its
+topics, starts one ``batchctl projector`` (with ``--shards N``, then also N sharing the
+partitions, in the same run) against a fresh database, and times it from its
 first stored batch to the position at the end of every partition. Checks the tables at the
 end (every job completed, counts exact). Prints, last, a JSON line with ``events_per_s`` and
 the projector's ``peak_rss_mb``.
@@ -13,7 +14,7 @@ event-time order, so it then writes most items once, with their outcome. ``--out
 stamps each outcome K items later (workers K items behind the submissions): with K past a
 batch, no item's submission and outcome meet in a batch, and every item is written twice.
 
-    python benchmarks/projector.py [--events N] [--items-per-job K] [--outcome-lag K]
+    python benchmarks/projector.py [--events N] [--items-per-job K] [--outcome-lag K] [--shards N]
 """
 
 import argparse
@@ -118,7 +119,7 @@ def folded(engine) -> int:  # type: ignore[no-untyped-def]
         )
 
 
-def run(events: int, per_job: int, outcome_lag: int) -> dict:  # type: ignore[type-arg]
+def run(events: int, per_job: int, outcome_lag: int, shards: int = 1) -> dict:  # type: ignore[type-arg]
     settings = fresh_settings()
     asyncio.run(create_topics(settings, ["query"]))
     jobs = max(1, events // (2 * per_job + 1))
@@ -140,7 +141,8 @@ def run(events: int, per_job: int, outcome_lag: int) -> dict:  # type: ignore[ty
         "DATABASE_URL": url,
         "LOG_LEVEL": "WARNING",
     }
-    projector = subprocess.Popen([sys.executable, "-m", "batchctl", "projector"], env=env)
+    command = [sys.executable, "-m", "batchctl", "projector"]
+    projectors = [subprocess.Popen(command, env=env) for _ in range(shards)]
     rss = 0.0
     try:
         first_at = None
@@ -151,12 +153,13 @@ def run(events: int, per_job: int, outcome_lag: int) -> dict:  # type: ignore[ty
                 first_at, first_done = now, done
             if done >= total:
                 break
-            if projector.poll() is not None:
-                raise RuntimeError(f"the projector exited with {projector.returncode}")
-            rss = max(rss, peak_rss_mb(projector.pid))
+            for projector in projectors:
+                if projector.poll() is not None:
+                    raise RuntimeError(f"a projector exited with {projector.returncode}")
+                rss = max(rss, peak_rss_mb(projector.pid))
             time.sleep(0.05)
         elapsed = now - first_at
-        rss = max(rss, peak_rss_mb(projector.pid))
+        rss = max(rss, *(peak_rss_mb(projector.pid) for projector in projectors))
         with engine.connect() as conn:
             check = conn.execute(
                 text(
@@ -168,8 +171,10 @@ def run(events: int, per_job: int, outcome_lag: int) -> dict:  # type: ignore[ty
             check
         )
     finally:
-        projector.terminate()
-        projector.wait(30)
+        for projector in projectors:
+            projector.terminate()
+        for projector in projectors:
+            projector.wait(30)
         engine.dispose()
         drop_database(server_url, url)
         asyncio.run(delete_prefixed_topics(settings))
@@ -183,6 +188,7 @@ def run(events: int, per_job: int, outcome_lag: int) -> dict:  # type: ignore[ty
         "jobs": jobs,
         "items_per_job": per_job,
         "outcome_lag": outcome_lag,
+        "shards": shards,
         "machine": machine(),
     }
 
@@ -192,6 +198,16 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--items-per-job", type=int, default=1000)
     parser.add_argument("--outcome-lag", type=int, default=0, metavar="ITEMS")
+    parser.add_argument(
+        "--shards", type=int, default=1, help="also fold with this many projector processes"
+    )
     args = parser.parse_args()
     services()
-    print(json.dumps(run(args.events, args.items_per_job, args.outcome_lag)))
+    result = run(args.events, args.items_per_job, args.outcome_lag)
+    if args.shards > 1:  # beside one projector, in the same run
+        print(json.dumps(result), flush=True)
+        sharded = run(args.events, args.items_per_job, args.outcome_lag, args.shards)
+        result["sharded"] = {
+            key: sharded[key] for key in ("shards", "events_per_s", "seconds", "peak_rss_mb")
+        }
+    print(json.dumps(result))

@@ -1,10 +1,13 @@
 """Composition root of the projector process.
 
-One projector writes a projection at a time: each session holds a PostgreSQL advisory lock
-named after its projection, so a second instance waits as a standby, and ``replay`` can tell
-that a projector is running. A lost database connection ends the session; the next one
-starts after a growing delay and resumes from the positions stored with the rows, so the
-tables end exact whatever was in flight.
+Several projector processes of a projection share its partitions (a Kafka consumer group),
+each storing the positions of the partitions it folds in the transaction of their rows; the
+writes are ordered so that two never need the same rows in opposite orders, and a status is
+worked out from a job's row as committed (``projections.writer``). Each session holds a
+PostgreSQL advisory lock named after its projection in shared mode, so that an in-place
+``replay`` (which takes it alone) can tell that a projector is running. A lost database
+connection ends the session; the next one starts after a growing delay and resumes from the
+positions stored with the rows, so the tables end exact whatever was in flight.
 """
 
 import asyncio
@@ -82,17 +85,19 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event | None 
 
 
 async def _wait_for_lock(raw: Any, projection: str, stop: asyncio.Event) -> bool:
+    """The projection's lock, shared with the other projectors (an in-place replay holds
+    it alone while it rewrites the tables)."""
     key = lock_key(projection)
     waiting_logged = False
     while not stop.is_set():
         with raw.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            cur.execute("SELECT pg_try_advisory_lock_shared(%s)", (key,))
             locked = cur.fetchone()[0]
         raw.commit()
         if locked:
             return True
         if not waiting_logged:
-            log.info("another projector holds projection %r; waiting as a standby", projection)
+            log.info("an in-place replay of projection %r runs; waiting for it", projection)
             waiting_logged = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 2.0)

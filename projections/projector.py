@@ -124,7 +124,14 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
         self.batches = batches
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        pass  # every written batch already stored its positions
+        """Let the batch being written finish (it stores its positions with its rows), and
+        drop what is held of the revoked partitions: another projector folds them now,
+        from the positions stored."""
+        if self.stored is not None:
+            await self.stored()
+        if self.batches is not None:
+            for tp in revoked:
+                self.batches.forget(tp)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         """Seek each partition to its stored position. They are paused meanwhile: the

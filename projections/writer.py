@@ -9,10 +9,14 @@ Committing all of it at once is what makes the effect exactly-once.
 """
 
 import io
+import logging
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import psycopg2.errors
 from psycopg2.extensions import AsIs
 from psycopg2.extensions import connection as PgConnection
 
@@ -106,27 +110,29 @@ WHERE i.created_at IS NULL
 
 # Job status from its counters; a final status never changes. Times come from the events
 # themselves, so a replay reproduces them exactly.
-REFRESH_JOBS = """
+# Job status from its counters; a final status never changes. Times come from the events
+# themselves, so a replay reproduces them exactly. The rows are locked in id order first,
+# and every value is computed from the row being updated: with several projectors, a row
+# another one changed meanwhile is read again at its committed state (a status worked out
+# from a snapshot of the counters could miss the other's last outcome and stay unfinished).
+_NEW_STATUS = """CASE
+        WHEN status IN ('completed', 'cancelled', 'failed') THEN status
+        WHEN total_items IS NOT NULL AND processed_items >= total_items
+            THEN CASE WHEN cancelled_items > 0 THEN 'cancelled' ELSE 'completed' END
+        WHEN processed_items > 0 THEN 'processing'
+        ELSE 'pending' END"""
+REFRESH_JOBS = f"""
 UPDATE jobs SET
-    status = s.status,
+    status = {_NEW_STATUS},
     progress_percent = CASE
         WHEN total_items IS NULL THEN 0
         WHEN total_items = 0 THEN 100
         ELSE LEAST(100, round(100.0 * processed_items / total_items, 2)) END,
     completed_at = CASE
-        WHEN s.status IN ('completed', 'cancelled')
-             AND jobs.status NOT IN ('completed', 'cancelled')
+        WHEN {_NEW_STATUS} IN ('completed', 'cancelled')
+             AND status NOT IN ('completed', 'cancelled')
         THEN GREATEST(last_outcome_at, created_at) ELSE completed_at END
-FROM (
-    SELECT id, CASE
-        WHEN status IN ('completed', 'cancelled', 'failed') THEN status
-        WHEN total_items IS NOT NULL AND processed_items >= total_items
-            THEN CASE WHEN cancelled_items > 0 THEN 'cancelled' ELSE 'completed' END
-        WHEN processed_items > 0 THEN 'processing'
-        ELSE 'pending' END AS status
-    FROM jobs WHERE id = ANY(%(ids)s::uuid[])
-) AS s
-WHERE jobs.id = s.id
+WHERE id IN (SELECT id FROM jobs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR UPDATE)
 """
 
 INSERT_RESULTS = """
@@ -169,6 +175,9 @@ SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projectio
 
 EPOCH = "SELECT epoch FROM projection_state WHERE id = 1"
 SWAP_LOCK = 0x61_6F_62_73  # advisory lock: writes share it, a table swap takes it alone
+DEADLOCK_RETRIES = 5
+
+log = logging.getLogger(__name__)
 
 
 def _copy(cur: Any, statement: str, rows: str) -> None:
@@ -241,8 +250,21 @@ class ProjectionWriter:
         )
 
     def write(self, changes: Changes | StagedChanges) -> None:
-        """Apply a batch in one transaction (staging it first if it is not staged)."""
+        """Apply a batch in one transaction (staging it first if it is not staged). A
+        transaction PostgreSQL ends to break a deadlock with another projector's is
+        written again (every statement is idempotent, and nothing of it was committed)."""
         staged = changes if isinstance(changes, StagedChanges) else self.stage(changes)
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                self._write_once(staged)
+                return
+            except psycopg2.errors.DeadlockDetected:
+                if attempt == DEADLOCK_RETRIES - 1:
+                    raise
+                log.info("a deadlock with another projector's batch: writing it again")
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+
+    def _write_once(self, staged: StagedChanges) -> None:
         try:
             with self.conn.cursor() as cur:
                 if self.follow_swaps:  # one round trip: the lock, then the epoch
@@ -261,12 +283,13 @@ class ProjectionWriter:
         the commit, four round trips a batch instead of nine: it tells with a remote
         database; on the local one the projector benchmark did not move)."""
         statements: list[bytes] = []
-        if staged.job_rows:
-            _copy(cur, COPY_JOBS, staged.job_rows)
-            statements.append(cur.mogrify(UPSERT_JOBS))
+        # Items before jobs, each in key order: the order every projector locks rows in.
         if staged.item_rows:
             _copy(cur, COPY_ITEMS, staged.item_rows)
             statements.append(cur.mogrify(WRITE_ITEMS))
+        if staged.job_rows:
+            _copy(cur, COPY_JOBS, staged.job_rows)
+            statements.append(cur.mogrify(UPSERT_JOBS))
         if staged.job_ids:
             ids = {"ids": staged.job_ids}
             statements += [cur.mogrify(REFRESH_JOBS, ids), cur.mogrify(INSERT_RESULTS, ids)]
