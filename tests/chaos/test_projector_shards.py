@@ -6,12 +6,14 @@ same topics (an in-place replay)."""
 
 import asyncio
 import signal
+import threading
 import uuid
 
 import pytest
 from sqlalchemy import text
 
 from events.codec import encode
+from streaming.groups import inspect_groups
 from tests import factories as f
 from tests.integration.conftest import job_row, publish_many, wait_for, wait_fully_folded
 from tests.integration.test_poison_corpus import _batchctl, _rows
@@ -74,13 +76,42 @@ def _assert_exact(engine, job_ids) -> None:  # type: ignore[no-untyped-def]
     assert results == JOBS
 
 
+class _GroupWatch:
+    """The most members the projectors' consumer group had, sampled in a thread."""
+
+    def __init__(self, settings) -> None:  # type: ignore[no-untyped-def]
+        self.settings, self.most = settings, 0
+        self.group = settings.topics.projector_group()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                (report,) = asyncio.run(
+                    inspect_groups(self.settings, {self.group: [self.settings.topics.jobs]})
+                )
+                self.most = max(self.most, len(report.members))
+            except Exception:
+                pass  # a rebalance in progress: the next sample
+            self._stop.wait(0.3)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
 @pytest.mark.parametrize("shards", [2, 3])
 def test_projector_shards_with_churn_end_as_one_projector_folds(
     shards, kafka_settings, engine, processes, stack_env
 ):
     messages, job_ids = _backlog(kafka_settings)
     asyncio.run(publish_many(kafka_settings, messages))
+    members = _GroupWatch(kafka_settings)
     projectors = [processes.start("projector") for _ in range(shards)]
+    wait_for(lambda: members.most >= shards, 60, f"{shards} projectors in the group")
+    assert _folded(engine, job_ids) < JOBS * ITEMS_PER_JOB // 10, "folded before the shards met"
     wait_for(lambda: _folded(engine, job_ids) >= JOBS * ITEMS_PER_JOB // 10, 120, "10 % folded")
 
     projectors[0].send_signal(signal.SIGTERM)  # leaves cleanly
@@ -100,6 +131,7 @@ def test_projector_shards_with_churn_end_as_one_projector_folds(
     _assert_exact(engine, job_ids)
     live = _rows(engine, set(job_ids), of_mine=True)
 
+    members.stop()
     for projector in processes.running:
         if projector.poll() is None:
             projector.terminate()
