@@ -178,11 +178,12 @@ def _take(
     """Validate the lines (numbered from ``first_line``; blank ones skipped) of items
     numbered from ``index`` and spool them; return the next index."""
     validate = handler.input_model.__pydantic_validator__.validate_json
-    start, items = index, []
+    start, items, line_of = index, [], []
     for number, raw in enumerate(lines, first_line):
         line = raw.strip()
         if not line:
             continue
+        line_of.append(number)
         if len(line) > max_item_bytes:
             raise TooLarge(
                 f"item {index} (line {number}): {len(line)} bytes exceeds {max_item_bytes}"
@@ -198,4 +199,6 @@ def _take(
         )
         if not errors:
             spool.add(spooled_chunk(handler, job_id, start, items, payloads))
+        for error in errors:  # past the contract's limits: named by line too
+            error.setdefault("line", line_of[error["item_index"] - start])
     return index

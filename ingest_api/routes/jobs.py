@@ -134,6 +134,13 @@ async def submit_job(
         )
     if content_type.strip().lower() not in ("application/json", ""):
         raise UnsupportedMediaType(f"send application/json or {NDJSON}, not {content_type}")
+    upload_params = {"job_type": job_type, "metadata": metadata, "priority": priority}
+    given = [name for name, value in upload_params.items() if value is not None]
+    if given:  # not ignored: a client that sent them meant something by them
+        raise InvalidBatch(
+            f"{', '.join(given)} as query parameters are for NDJSON uploads: "
+            "a JSON body carries them itself"
+        )
     raw = await _read_limited(request, settings.api_max_body_bytes)
     handler = handler_for(job_type_of(raw))
     body = await run_in_threadpool(parse_request, handler, raw, settings.api_max_items_per_request)

@@ -124,7 +124,18 @@ def test_an_ndjson_line_past_the_limits_is_named_by_index(client, publisher):
     body = b"\n".join([good, good, b'{"device_id": "\\u0000"}', good]) + b"\n"
     response = client.post("/batch/jobs?job_type=query", content=body, headers=NDJSON)
     assert response.status_code == 422
-    assert [e["item_index"] for e in response.json()["invalid_items"]] == [2]
+    assert [(e["item_index"], e["line"]) for e in response.json()["invalid_items"]] == [(2, 3)]
+    assert publisher.published == []
+
+
+@pytest.mark.parametrize(
+    "params", [{"metadata": "\x00"}, {"job_type": "noop"}, {"priority": "bulk"}, {"metadata": ""}]
+)
+def test_upload_parameters_with_a_json_body_are_refused_not_ignored(client, publisher, params):
+    response = client.post("/batch/jobs", params=params, content=_body())
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_batch"
+    assert f"{next(iter(params))} as query parameters are for NDJSON uploads" in response.text
     assert publisher.published == []
 
 
