@@ -145,7 +145,7 @@ def replicated_cluster(brokers: int) -> Iterator[KafkaSettings]:
 
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as where:
         dev = DevSettings(
-            dir=Path(where), kafka_port=_free_ports(2 * brokers), kafka_brokers=brokers
+            dir=Path(where), kafka_port=free_port_block(2 * brokers), kafka_brokers=brokers
         )
         print(kafka_broker.start(dev), flush=True)
         try:
@@ -159,7 +159,7 @@ def replicated_cluster(brokers: int) -> Iterator[KafkaSettings]:
             print(kafka_broker.stop(dev), flush=True)
 
 
-def _free_ports(count: int) -> int:
+def free_port_block(count: int) -> int:
     """The first of ``count`` consecutive free ports."""
     for _ in range(100):
         first = free_port()

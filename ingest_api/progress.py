@@ -67,33 +67,15 @@ async def progress_events(
     """``read`` returns the job's current view (raising JobNotFound if it disappears). The
     stream ends after ``max_s`` (the client reconnects and goes on), and as soon as
     ``key_is_valid`` (asked every ``key_check_s``) says the caller's key was revoked."""
-    last: dict[str, Any] | None = None
-    started = last_sent = key_checked = time.monotonic()
-    while True:
-        now = time.monotonic()
-        if now - started >= max_s:
-            yield b": the stream's time is up; reconnect to go on\n\n"
-            return
-        if key_is_valid is not None and now - key_checked >= key_check_s:
-            key_checked = now
-            if not await asyncio.to_thread(key_is_valid):
-                error = {"error": "not_authenticated", "detail": "the API key was revoked"}
-                yield sse(error, event="error", event_id=f"{job_id}:revoked")
-                return
-        job = await asyncio.to_thread(read)
-        state = snapshot(job, datetime.now(UTC))
-        changed = _moved(last, state)
-        event_id = f"{job_id}:{job.processed_items}:{job.status}"
-        if job.status in FINAL_JOB_STATUSES:
-            yield sse(state, event="done", event_id=event_id)
-            return
-        if changed:
-            yield sse(state, event="progress", event_id=event_id)
-            last, last_sent = state, time.monotonic()
-        elif time.monotonic() - last_sent >= KEEPALIVE_S:
-            yield b": keep-alive\n\n"
-            last_sent = time.monotonic()
-        await asyncio.sleep(POLL_S)
+    async for chunk in progress_of_jobs(
+        lambda _: [read()],
+        [job_id],
+        max_s=max_s,
+        key_is_valid=key_is_valid,
+        key_check_s=key_check_s,
+        revoked="the API key was revoked",
+    ):
+        yield chunk
 
 
 async def progress_of_jobs(
@@ -103,6 +85,7 @@ async def progress_of_jobs(
     max_s: float = float("inf"),
     key_is_valid: Callable[[], bool] | None = None,
     key_check_s: float = 30.0,
+    revoked: str = "the session has ended",
 ) -> AsyncIterator[bytes]:
     """Like ``progress_events``, for several jobs in one stream and one query a poll (the
     console's jobs list): a ``progress`` snapshot of each job when it changed, its ``done``
@@ -119,7 +102,7 @@ async def progress_of_jobs(
         if key_is_valid is not None and now - key_checked >= key_check_s:
             key_checked = now
             if not await asyncio.to_thread(key_is_valid):
-                error = {"error": "not_authenticated", "detail": "the session has ended"}
+                error = {"error": "not_authenticated", "detail": revoked}
                 yield sse(error, event="error", event_id="revoked")
                 return
         sent = False

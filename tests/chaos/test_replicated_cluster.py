@@ -17,37 +17,16 @@ from sqlalchemy import text
 
 from batchctl.dev import kafka_broker
 from batchctl.dev.settings import DevSettings
+from benchmarks.common import free_port_block
 from events.codec import encode
 from jobtypes.registry import job_types
 from streaming.clients import make_admin
 from streaming.settings import KafkaSettings
 from streaming.topics_admin import create_topics
 from tests import factories as f
-from tests.e2e.test_batchctl_run import free_port
 from tests.integration.conftest import Processes, publish_many, wait_for, wait_job
 
 ITEMS = 60_000
-
-
-def _free_block(size: int) -> int:
-    """The first of ``size`` consecutive free ports."""
-    for _ in range(50):
-        first = free_port()
-        ports = range(first, first + size)
-        if all(_is_free(port) for port in ports):
-            return first
-    raise AssertionError("no block of free ports")
-
-
-def _is_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +35,7 @@ def cluster(tmp_path_factory) -> Iterator[DevSettings]:  # type: ignore[no-untyp
         pytest.skip("the Kafka jars are not cached (`batchctl dev up` fetches them)")
     settings = DevSettings(
         dir=tmp_path_factory.mktemp("cluster"),
-        kafka_port=_free_block(6),
+        kafka_port=free_port_block(6),
         kafka_brokers=3,
         kafka_heap_mb=256,
     )
