@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from batchctl import logs, user_cli
+from batchctl import logs, user_cli, webhooks_cli
 
 if TYPE_CHECKING:
     from batchctl.dev.settings import DevSettings
@@ -33,6 +33,8 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schema_app, name="schema")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(webhooks_cli.webhooks_app, name="webhooks")
+app.command()(webhooks_cli.deliveries)
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # one line per error, however narrow
@@ -140,6 +142,16 @@ def projector() -> None:
 
 
 @app.command()
+def notifier() -> None:
+    """Run the notifier (delivers finished jobs' webhooks)."""
+    from notifications.app import run_notifier
+    from notifications.settings import NotifierSettings
+
+    logs.configure("notifier")
+    _run(run_notifier(NotifierSettings()))
+
+
+@app.command()
 def run(
     port: Annotated[int | None, typer.Option(help="API port")] = None,
     metrics_port: Annotated[
@@ -150,7 +162,7 @@ def run(
         ),
     ] = 9400,
 ) -> None:
-    """Run the API, one worker per job type and the projector, supervised. Creates the
+    """Run the API, one worker per job type, the projector and the notifier, supervised. Creates the
     topics that are missing first (a job type installed since the last run has none yet)."""
     from aiokafka.errors import KafkaError
 

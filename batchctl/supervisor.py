@@ -127,8 +127,9 @@ class Supervisor:
 def stack_parts(
     job_types: list[str], api_port: int | None = None, metrics_port: int | None = None
 ) -> list[Part]:
-    """The API, the projector and a worker per job type. ``metrics_port``: the projector's
-    metrics port, the workers' the ones after it (the API serves /metrics itself)."""
+    """The API, the projector, the notifier and a worker per job type. ``metrics_port``: the
+    projector's metrics port, the workers' the ones after it, then the notifier's (the API
+    serves /metrics itself)."""
     api_args = ["api"] + (["--port", str(api_port)] if api_port else [])
 
     def metrics(offset: int) -> dict[str, str]:
@@ -141,4 +142,5 @@ def stack_parts(
             Part(f"worker:{t}", batchctl_command("worker", "--job-type", t), metrics(1 + n))
             for n, t in enumerate(job_types)
         ),
+        Part("notifier", batchctl_command("notifier"), metrics(1 + len(job_types))),
     ]

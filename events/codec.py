@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from events.models import EVENT_CLASSES, AnyEvent, Event
+from events.models import EVENT_CLASSES, NOTIFICATION_CLASSES, AnyEvent, Event, JobFinished
 
 MAX_EVENT_BYTES = 1_000_000
 
@@ -58,6 +58,23 @@ def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> AnyEvent:
     return decode_object(payload)
 
 
+def decode_notification(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> JobFinished:
+    """A notifications topic's event (``JobFinished``), as ``decode`` reads the others."""
+    if data is None:
+        raise EventDecodeError("empty", "the message has no value")
+    if len(data) > max_bytes:
+        raise EventDecodeError("oversized", f"{len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        payload = from_json(data, allow_inf_nan=False)
+    except ValueError as exc:
+        raise EventDecodeError("invalid_json", str(exc)) from None
+    if not isinstance(payload, dict):
+        raise EventDecodeError("not_an_object", "an event must be a JSON object")
+    event = decode_object(payload, NOTIFICATION_CLASSES)
+    assert isinstance(event, JobFinished)
+    return event
+
+
 def address_fields(data: bytes) -> dict[str, Any] | None:
     """The job id and item index of an event refused before it could be read (too big, or
     not JSON by the contract: NaN, a lone surrogate, nesting past the parser's limit), so
@@ -77,12 +94,15 @@ def _lenient_jiter(data: bytes) -> Any:
     return from_json(data, allow_inf_nan=True)
 
 
-def decode_object(payload: dict[str, Any]) -> AnyEvent:
+def decode_object(
+    payload: dict[str, Any], classes: dict[str, type[Event]] = EVENT_CLASSES
+) -> AnyEvent:
+    """``classes``: the event types the topic it came from carries."""
     event_type = payload.get("event_type")
-    cls = EVENT_CLASSES.get(event_type) if isinstance(event_type, str) else None
+    cls = classes.get(event_type) if isinstance(event_type, str) else None
     if cls is None:
         raise EventDecodeError("unknown_event_type", f"unknown event_type {event_type!r}", payload)
-    payload = _upcast(event_type, payload)  # type: ignore[arg-type]
+    payload = _upcast(cls, payload)
     try:
         return cls.__pydantic_validator__.validate_python(payload)
     except ValidationError as exc:
@@ -94,17 +114,17 @@ def decode_object(payload: dict[str, Any]) -> AnyEvent:
 _VERSIONS: dict[type[Event], int] = {}
 
 
-def _current_version(event_type: str) -> int:
-    cls = EVENT_CLASSES[event_type]
+def _current_version(cls: type[Event]) -> int:
     version = _VERSIONS.get(cls)
     if version is None:
         version = _VERSIONS[cls] = cls.model_fields["schema_version"].default
     return version
 
 
-def _upcast(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+def _upcast(cls: type[Event], payload: dict[str, Any]) -> dict[str, Any]:
+    event_type = cls.model_fields["event_type"].default
     version = payload.get("schema_version")
-    current = _current_version(event_type)
+    current = _current_version(cls)
     if version == current and type(version) is int:
         return payload  # the common case, kept cheap
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:

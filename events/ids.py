@@ -66,6 +66,11 @@ def job_cancel_requested_id(job_id: UUID) -> UUID:
     return uuid5(NAMESPACE, f"{job_id}/cancel")
 
 
+def job_finished_id(job_id: UUID, status: str) -> UUID:
+    """The id of a job's JobFinished: the same whoever announces it, however often."""
+    return uuid5(NAMESPACE, f"{job_id}/finished/{status}")
+
+
 # The names an item's events' ids are made from, after ``{job_id}/`` (the hot paths hash
 # them with ``ITEM_IDS``, the rest with ``uuid5``: the same ids).
 

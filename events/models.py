@@ -12,6 +12,7 @@ from uuid import UUID
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from events import ids
+from events.callback_urls import CallbackUrl
 from events.limits import MAX_INT, MAX_JSON_DEPTH, MIN_INT, TEXT_PATTERN, check_object
 from events.topics import Lane
 
@@ -85,6 +86,8 @@ class JobSubmitted(Event):
     retry_of: UUID | None = None
     # Its lane (events.topics): where its items and their outcomes travel.
     priority: Lane = "bulk"
+    # Where its JobFinished is delivered as a signed webhook (events.callback_urls).
+    callback_url: CallbackUrl | None = None
 
     @classmethod
     def new(cls, *, job_id: UUID, **fields: Any) -> "JobSubmitted":
@@ -161,6 +164,58 @@ class ItemCancelled(_Outcome):
     attempts: Count = 0
 
 
+class ErrorCount(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: ErrorCode
+    count: Count
+
+
+class JobLinks(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job: Annotated[SafeText, Field(max_length=4096)]
+    items: Annotated[SafeText, Field(max_length=4096)]
+
+
+class JobFinished(Event):
+    """A job reached its final status (on the notifications topic, key: the job id).
+
+    One per job: its ``event_id`` is derived from the job id and the final status, so a
+    republished one (around a crash) is a duplicate by its id. A replay of the topics
+    announces nothing again."""
+
+    event_type: Literal["JobFinished"] = "JobFinished"
+    schema_version: Literal[1] = 1
+    user_id: UserId
+    job_type: JobType
+    status: Literal["completed", "cancelled"]
+    total_items: Count
+    success_items: Count
+    failed_items: Count
+    cancelled_items: Count
+    success_rate: Annotated[float, Field(ge=0, le=1)]
+    created_at: AwareDatetime | None
+    started_at: AwareDatetime | None
+    finished_at: AwareDatetime
+    top_errors: Annotated[list[ErrorCount], Field(max_length=5)]
+    metadata: JsonObject = Field(default_factory=dict)
+    links: JobLinks
+
+    @classmethod
+    def new(
+        cls, *, job_id: UUID, status: str, finished_at: datetime, **fields: Any
+    ) -> "JobFinished":
+        return cls(
+            event_id=ids.job_finished_id(job_id, status),
+            occurred_at=finished_at,
+            job_id=job_id,
+            status=status,
+            finished_at=finished_at,
+            **fields,
+        )
+
+
 ItemOutcome = ItemSucceeded | ItemFailed | ItemCancelled
 AnyEvent = (
     JobSubmitted | JobCancelRequested | ItemSubmitted | ItemSucceeded | ItemFailed | ItemCancelled
@@ -177,3 +232,6 @@ EVENT_CLASSES: dict[str, type[Event]] = {
         ItemCancelled,
     )
 }
+
+# The events another service reads from the notifications topic (not folded into tables).
+NOTIFICATION_CLASSES: dict[str, type[Event]] = {"JobFinished": JobFinished}

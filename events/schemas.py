@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from events.models import EVENT_CLASSES
+from events.models import EVENT_CLASSES, NOTIFICATION_CLASSES
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -17,7 +17,7 @@ def _document(model: type[BaseModel], title: str, description: str) -> dict[str,
 
 def event_schemas() -> dict[str, dict[str, Any]]:
     documents = {}
-    for name, cls in EVENT_CLASSES.items():
+    for name, cls in {**EVENT_CLASSES, **NOTIFICATION_CLASSES}.items():
         document = _document(cls, name, (cls.__doc__ or name).strip())
         # defaults in the models, but a publisher must send them: they say what the event is
         required = document.setdefault("required", [])

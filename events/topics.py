@@ -28,6 +28,15 @@ class Topics:
         return f"{self.prefix}outcomes"
 
     @property
+    def notifications(self) -> str:
+        """JobFinished events, for other services and the notifier (key: job id)."""
+        return f"{self.prefix}notifications"
+
+    def notifier_group(self) -> str:
+        """The consumer group of the notifier (webhook deliveries)."""
+        return f"{self.prefix}notifier"
+
+    @property
     def dlq(self) -> str:
         return f"{self.prefix}dlq"
 

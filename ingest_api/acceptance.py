@@ -32,6 +32,7 @@ def request_hash(raw: bytes) -> str:
         "items": body["items"],
         "metadata": body.get("metadata"),
         "priority": body.get("priority"),
+        "callback_url": body.get("callback_url"),
     }
     try:
         text = orjson.dumps(normal, option=orjson.OPT_SORT_KEYS)

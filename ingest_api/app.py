@@ -13,7 +13,7 @@ from ingest_api.errors import install_error_handlers
 from ingest_api.metrics import MetricsMiddleware
 from ingest_api.openapi import install_openapi
 from ingest_api.publisher import EventPublisher, KafkaEventPublisher
-from ingest_api.routes import health, jobs
+from ingest_api.routes import health, jobs, webhooks
 from ingest_api.routes.docs import install_docs
 from ingest_api.settings import ApiSettings
 from ingest_api.stream_slots import StreamSlots
@@ -71,6 +71,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
     app.include_router(jobs.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     install_docs(app)

@@ -104,6 +104,16 @@ class InvalidBatch(ApiError):
     code = "invalid_batch"
 
 
+class InvalidCallbackUrl(ApiError):
+    status_code = 422
+    code = "invalid_callback_url"
+
+
+class NothingToRedeliver(ApiError):
+    status_code = 409
+    code = "nothing_to_redeliver"
+
+
 class TooLarge(ApiError):
     status_code = 413
     code = "too_large"

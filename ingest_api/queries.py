@@ -111,6 +111,7 @@ def _job_view(job: Job, result: Result | None) -> JobView:
         progress_percent=job.progress_percent,
         metadata=job.job_metadata,
         retry_of=job.retry_of,
+        callback_url=job.callback_url,
         created_at=job.created_at,
         started_at=job.started_at,
         completed_at=job.completed_at,

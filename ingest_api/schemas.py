@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from events.callback_urls import CallbackUrl
 from events.models import JsonObject
 from events.topics import Lane
 
@@ -20,6 +21,12 @@ class JobRequest(BaseModel):
         None,
         description="the job's lane: interactive jobs are served first; by default a job of "
         "up to API_INTERACTIVE_DEFAULT_MAX_ITEMS items is interactive, a larger one bulk",
+    )
+    callback_url: CallbackUrl | None = Field(
+        None,
+        description="where the job's JobFinished is POSTed, signed (Standard Webhooks), when "
+        "it finishes; https, or http to a host the operator allows; else the caller's default "
+        "(PUT /batch/webhook), if any",
     )
 
 
@@ -61,6 +68,7 @@ class JobView(BaseModel):
     progress_percent: float
     metadata: dict[str, Any] | None
     retry_of: UUID | None = None
+    callback_url: str | None = None
     created_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None

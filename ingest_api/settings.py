@@ -4,6 +4,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
+from events.callback_urls import CallbackPolicy
 from events.codec import MAX_EVENT_BYTES
 from storage.settings import DatabaseSettings
 from streaming.settings import KafkaSettings
@@ -28,7 +29,10 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     largest job a key may send to the interactive lane, unless an operator set the key's
     own cap); quota: ``API_MAX_QUEUED_ITEMS_PER_USER`` (10000000: a submission that would put
     more of a user's items without an outcome in the queues is refused, 429); the web console:
-    ``API_CONSOLE_SESSION_S`` (43200: a sign-in lasts this long)."""
+    ``API_CONSOLE_SESSION_S`` (43200: a sign-in lasts this long); webhooks:
+    ``WEBHOOK_ALLOWED_HOSTS`` (as the notifier's: a callback URL that can never be called is
+    refused at submission, 422), ``WEBHOOK_RETRY_WINDOW_S`` (86400: a redelivery is retried
+    this long)."""
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -54,6 +58,12 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     api_interactive_max_items: int = Field(10_000, ge=0)
     api_max_queued_items_per_user: int = Field(10_000_000, ge=1)
     api_console_session_s: float = Field(12 * 3600, gt=0, le=30 * 24 * 3600)
+    webhook_allowed_hosts: str = ""
+    webhook_retry_window_s: float = Field(86_400.0, gt=0)
+
+    @property
+    def callback_policy(self) -> CallbackPolicy:
+        return CallbackPolicy.from_setting(self.webhook_allowed_hosts)
 
     @model_validator(mode="after")
     def events_fit(self) -> Self:

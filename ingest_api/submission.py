@@ -8,22 +8,25 @@ from uuid import UUID
 
 import orjson
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import from_json
 
 from events import item_wire
+from events.callback_urls import CallbackUrl, CallbackUrlRefused
 from events.ids import job_id_text
 from events.limits import texts_are_clean, value_problem
 from events.topics import Lane, Topics
 from ingest_api.errors import InvalidBatch, TooLarge
 from ingest_api.publisher import Outgoing
 from ingest_api.schemas import JobRequest
+from ingest_api.settings import ApiSettings
 from jobtypes.contract import Handler, default_routing_key, default_routing_keys
 from jobtypes.registry import UnknownJobType, handler_class
 from jobtypes.validation import located_message, validation_message
 
 MAX_REPORTED_ERRORS = 20
 CHUNK = 5_000  # items published per round trip
+_CALLBACK_URL: TypeAdapter[str] = TypeAdapter(CallbackUrl)
 
 
 def handler_for(job_type: str) -> Handler:
@@ -150,6 +153,27 @@ def check_metadata(metadata: dict[str, Any] | None, max_bytes: int) -> None:
     size = len(orjson.dumps(metadata))
     if size > max_bytes:
         raise TooLarge(f"metadata: {size} bytes exceeds the limit of {max_bytes}")
+
+
+def callback_url_param(text: str | None) -> str | None:
+    """An NDJSON upload's ``callback_url`` query parameter, held to the contract's shape."""
+    if text is None:
+        return None
+    try:
+        return _CALLBACK_URL.validate_python(text)
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise InvalidBatch(f"callback_url: {message}") from None
+
+
+def check_callback_url(url: str | None, settings: ApiSettings) -> None:
+    """422 for a callback URL this deployment will never call (``events.callback_urls``)."""
+    if url is None:
+        return
+    try:
+        settings.callback_policy.check(url)
+    except CallbackUrlRefused as exc:
+        raise InvalidBatch(f"callback_url: {exc}") from None
 
 
 def metadata_param(text: str | None) -> dict[str, Any] | None:

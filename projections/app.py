@@ -21,6 +21,7 @@ import psycopg2
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from projections.announcer import Announcer
 from projections.event_time import STARVING_WAIT_MS
 from projections.projector import Projector, favour_the_writer
 from projections.settings import ProjectorSettings
@@ -105,7 +106,7 @@ async def _wait_for_lock(raw: Any, projection: str, stop: asyncio.Event) -> bool
 
 
 async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
-    engine = make_engine(settings.database_url, pool_size=1)
+    engine = make_engine(settings.database_url, pool_size=2)
     raw = engine.raw_connection()
     lost = False
     try:
@@ -118,7 +119,14 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
         producer = make_producer(settings)
         await producer.start()
         dead_letters = DeadLetterPublisher(producer, settings.topics.dlq)
-        projector = Projector(settings, consumer, writer, dead_letters)
+        announcer = Announcer(
+            engine.raw_connection,
+            producer,
+            settings.topics.notifications,
+            settings.public_api_url,
+            settings.projector_announce_sweep_s,
+        )
+        projector = Projector(settings, consumer, writer, dead_letters, announcer.wake)
         projector.subscribe()
         try:
             await consumer.start()
@@ -133,10 +141,15 @@ async def _session(settings: ProjectorSettings, stop: asyncio.Event) -> None:
             settings.topics.projected_pattern(),
         )
         lag_tracking = asyncio.create_task(track_lag(consumer, settings.group_id()))
+        announcing_stop = asyncio.Event()
+        announcing = asyncio.create_task(announcer.run(announcing_stop))
         try:
             await projector.run(stop)
         finally:
             lag_tracking.cancel()
+            announcing_stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(announcing, 10)
             await consumer.stop()
             await producer.stop()
             log.info("projector session ended after %d events", projector.counts["events"])

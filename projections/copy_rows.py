@@ -28,6 +28,7 @@ JOB_COLUMNS = (
     ("created_at", "timestamptz"),
     ("priority", "text"),
     ("cancel_requested_at", "timestamptz"),
+    ("callback_url", "text"),
 )
 ITEM_COLUMNS = (
     ("job_id", "uuid"),
@@ -102,7 +103,7 @@ def job_lines(jobs: Iterable[JobChange]) -> str:
     for j in jobs:
         s = j.submitted
         if s is None:
-            fields = [str(j.job_id), NULL, NULL, NULL, NULL, NULL, NULL, NULL]
+            fields = [str(j.job_id), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL]
         else:
             fields = [
                 str(j.job_id),
@@ -113,7 +114,8 @@ def job_lines(jobs: Iterable[JobChange]) -> str:
                 _scalar(s.retry_of),
                 _scalar(s.occurred_at),
                 s.priority,
+                _text(s.callback_url),
             ]
-        fields.append(_scalar(j.cancel_requested_at))
+        fields.insert(8, _scalar(j.cancel_requested_at))
         lines.append("\t".join(fields) + "\n")
     return "".join(lines)

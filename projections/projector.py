@@ -212,13 +212,16 @@ class Projector:
         consumer: AIOKafkaConsumer,
         writer: ProjectionWriter,
         dead_letters: DeadLetters | None = None,
+        announced: Callable[[], None] | None = None,
     ):
         """``dead_letters``: where refused records go (the live projector's; a replay
-        passes None: the live projector dead-lettered them already)."""
+        passes None: the live projector dead-lettered them already). ``announced``: called
+        after a write that finished (and announced) jobs."""
         self.settings = settings
         self.consumer = consumer
         self.writer = writer
         self.dead_letters = dead_letters
+        self.announced = announced
         self.batches = EventTimeBatches(
             consumer, settings.projector_max_batch, urgent=urgent_topics(settings.topics)
         )
@@ -349,7 +352,9 @@ class Projector:
 
     async def _store(self, staged: StagedChanges, changes: Changes) -> None:
         started = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(None, self.writer.write, staged)
+        finished = await asyncio.get_running_loop().run_in_executor(None, self.writer.write, staged)
+        if finished and self.announced is not None:
+            self.announced()
         PROJECTOR_WRITE_SECONDS.observe(time.perf_counter() - started)
         PROJECTOR_BATCH.observe(changes.events)
         PROJECTOR_EVENTS.inc(changes.events)

@@ -38,9 +38,9 @@ COPY_ITEMS = copy_into("stage_items", ITEM_COLUMNS)
 
 UPSERT_JOBS = """
 INSERT INTO jobs AS j (id, user_id, job_type, total_items, metadata, retry_of, created_at,
-                       priority, cancel_requested_at)
+                       priority, cancel_requested_at, callback_url)
 SELECT job_id, user_id, job_type, total_items, metadata, retry_of, created_at, priority,
-       cancel_requested_at
+       cancel_requested_at, callback_url
 FROM stage_jobs ORDER BY job_id
 ON CONFLICT (id) DO UPDATE SET
     user_id = COALESCE(j.user_id, EXCLUDED.user_id),
@@ -50,7 +50,8 @@ ON CONFLICT (id) DO UPDATE SET
     metadata = COALESCE(j.metadata, EXCLUDED.metadata),
     retry_of = COALESCE(j.retry_of, EXCLUDED.retry_of),
     created_at = COALESCE(j.created_at, EXCLUDED.created_at),
-    cancel_requested_at = LEAST(j.cancel_requested_at, EXCLUDED.cancel_requested_at)
+    cancel_requested_at = LEAST(j.cancel_requested_at, EXCLUDED.cancel_requested_at),
+    callback_url = COALESCE(j.callback_url, EXCLUDED.callback_url)
 """
 
 # Every item row of the batch in one statement, each row written once. An outcome is
@@ -135,7 +136,13 @@ UPDATE jobs SET
 WHERE id IN (SELECT id FROM jobs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR UPDATE)
 """
 
-INSERT_RESULTS = """
+# A job's result is written once, when it finishes; with it, its announcement (the outbox
+# ``job_notifications``, published to Kafka after the commit: ``projections.announcer``).
+# The outbox is not a projected table (a shadow replay's search path finds the live one): a
+# job announced once, by the live projector or a replay, is never announced again. RETURNING
+# the jobs newly announced.
+FINISH_JOBS = """
+WITH finished AS (
 INSERT INTO results (job_id, total_time_ms, avg_item_time_ms, success_rate, result_summary,
                      created_at)
 SELECT j.id,
@@ -159,6 +166,20 @@ SELECT j.id,
 FROM jobs j
 WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status IN ('completed', 'cancelled')
 ON CONFLICT (job_id) DO NOTHING
+RETURNING job_id, success_rate, result_summary
+)
+INSERT INTO job_notifications AS n (job_id, status, facts)
+SELECT j.id, j.status, jsonb_build_object(
+    'user_id', j.user_id, 'job_type', j.job_type, 'status', j.status,
+    'total_items', j.total_items, 'success_items', j.success_items,
+    'failed_items', j.failed_items, 'cancelled_items', j.cancelled_items,
+    'success_rate', f.success_rate, 'created_at', j.created_at, 'started_at', j.started_at,
+    'finished_at', j.completed_at, 'top_errors', f.result_summary -> 'top_errors',
+    'metadata', COALESCE(j.metadata, '{}'::jsonb))
+FROM finished f JOIN jobs j ON j.id = f.job_id
+ORDER BY j.id
+ON CONFLICT (job_id) DO NOTHING
+RETURNING n.job_id
 """
 
 SAVE_POSITIONS = """
@@ -249,22 +270,23 @@ class ProjectionWriter:
             ],
         )
 
-    def write(self, changes: Changes | StagedChanges) -> None:
-        """Apply a batch in one transaction (staging it first if it is not staged). A
-        transaction PostgreSQL ends to break a deadlock with another projector's is
-        written again (every statement is idempotent, and nothing of it was committed)."""
+    def write(self, changes: Changes | StagedChanges) -> int:
+        """Apply a batch in one transaction (staging it first if it is not staged); return
+        how many jobs it finished and announced. A transaction PostgreSQL ends to break a
+        deadlock with another projector's is written again (every statement is idempotent,
+        and nothing of it was committed)."""
         staged = changes if isinstance(changes, StagedChanges) else self.stage(changes)
         for attempt in range(DEADLOCK_RETRIES):
             try:
-                self._write_once(staged)
-                return
+                return self._write_once(staged)
             except psycopg2.errors.DeadlockDetected:
                 if attempt == DEADLOCK_RETRIES - 1:
                     raise
                 log.info("a deadlock with another projector's batch: writing it again")
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
 
-    def _write_once(self, staged: StagedChanges) -> None:
+    def _write_once(self, staged: StagedChanges) -> int:
         try:
             with self.conn.cursor() as cur:
                 if self.follow_swaps:  # one round trip: the lock, then the epoch
@@ -272,13 +294,14 @@ class ProjectionWriter:
                     row = cur.fetchone()
                     if (int(row[0]) if row else 0) != self.epoch:
                         raise ProjectionSwitched("the projected tables were swapped")
-                self._apply(cur, staged)
+                announced = self._apply(cur, staged)
             self.conn.commit()
+            return announced
         except BaseException:
             self.conn.rollback()
             raise
 
-    def _apply(self, cur: Any, staged: StagedChanges) -> None:
+    def _apply(self, cur: Any, staged: StagedChanges) -> int:
         """The staging COPYs, then every statement in one round trip (with the lock and
         the commit, four round trips a batch instead of nine: it tells with a remote
         database; on the local one the projector benchmark did not move)."""
@@ -290,13 +313,15 @@ class ProjectionWriter:
         if staged.job_rows:
             _copy(cur, COPY_JOBS, staged.job_rows)
             statements.append(cur.mogrify(UPSERT_JOBS))
-        if staged.job_ids:
-            ids = {"ids": staged.job_ids}
-            statements += [cur.mogrify(REFRESH_JOBS, ids), cur.mogrify(INSERT_RESULTS, ids)]
         if staged.positions:
             rows = b",".join(
                 cur.mogrify("(%s, %s, %s, %s, now())", row) for row in staged.positions
             )
             statements.append(cur.mogrify(SAVE_POSITIONS, (AsIs(rows.decode()),)))
-        if statements:
-            cur.execute(b";\n".join(statements))
+        if staged.job_ids:  # last: its RETURNING is what the round trip answers
+            ids = {"ids": staged.job_ids}
+            statements += [cur.mogrify(REFRESH_JOBS, ids), cur.mogrify(FINISH_JOBS, ids)]
+        if not statements:
+            return 0
+        cur.execute(b";\n".join(statements))
+        return len(cur.fetchall()) if staged.job_ids else 0

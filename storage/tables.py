@@ -63,6 +63,8 @@ class Job(Base):
     last_outcome_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
     completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    # where its JobFinished is delivered (else its owner's default endpoint, if any)
+    callback_url: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_jobs_user_id_created_at", "user_id", "created_at"),
@@ -203,6 +205,100 @@ class ConsoleSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, index=True)
+
+
+class JobNotification(Base):
+    """A job's JobFinished, recorded in the transaction that finished the job and published
+    to the notifications topic after it (an outbox). Not a projected table: a replay keeps
+    it, so a job announced once is never announced again."""
+
+    __tablename__ = "job_notifications"
+
+    job_id: Mapped[UUID] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONB)  # what the event says of the job
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+
+    __table_args__ = (
+        Index(
+            "ix_job_notifications_unpublished",
+            "created_at",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+    )
+
+
+class WebhookEndpoint(Base):
+    """A user's default callback URL (``batchctl webhooks set``)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
+
+
+class WebhookSecret(Base):
+    """A user's signing secret (``whsec_...``); after a rotation the previous one also signs
+    until ``previous_until``."""
+
+    __tablename__ = "webhook_secrets"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_until: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
+
+
+class WebhookDelivery(Base):
+    """The delivery of one JobFinished to one URL, retried until it is received, refused,
+    or its retry window ends. ``body`` is sent byte for byte on every attempt."""
+
+    __tablename__ = "webhook_deliveries"
+
+    event_id: Mapped[UUID] = mapped_column(primary_key=True)  # the webhook-id
+    job_id: Mapped[UUID] = mapped_column(index=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(Text)  # (per-host concurrency)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    # pending (an attempt is due at next_attempt_at) | delivered | failed (no more attempts)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=func.now())
+    retry_until: Mapped[datetime] = mapped_column(TIMESTAMPTZ)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    lease_until: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)  # an attempt under way
+    delivered_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+
+class WebhookAttempt(Base):
+    """One attempt of a delivery: when, the answer (or the error), how long it took."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[UUID] = mapped_column(
+        ForeignKey("webhook_deliveries.event_id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    # delivered | retry (next_attempt_at) | failed (no retry: the answer, or the window)
+    outcome: Mapped[str] = mapped_column(String(16))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
 
 
 class Device(Base):

@@ -133,7 +133,11 @@ def find(letters: list[Letter], letter_id: str) -> Letter:
 
 
 _JOB_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_TOPIC_OF_EVENT = {"JobSubmitted": "jobs", "JobCancelRequested": "jobs"}
+_TOPIC_OF_EVENT = {
+    "JobSubmitted": "jobs",
+    "JobCancelRequested": "jobs",
+    "JobFinished": "notifications",
+}
 
 
 def target_topic(settings: KafkaSettings, letter: Letter) -> str:

@@ -26,7 +26,7 @@ def _durability(copies: int) -> dict[str, str]:
 async def create_topics(settings: KafkaSettings, job_types: list[str]) -> list[str]:
     """Create the missing topics; return the names of those created."""
     topics = settings.topics
-    wanted = [*topics.event_logs(job_types), topics.dlq]
+    wanted = [*topics.event_logs(job_types), topics.notifications, topics.dlq]
     admin = make_admin(settings)
     await admin.start()
     try:

@@ -48,6 +48,8 @@ from ingest_api.schemas import (
 from ingest_api.settings import ApiSettings
 from ingest_api.submission import (
     CHUNK,
+    callback_url_param,
+    check_callback_url,
     check_metadata,
     checked_payloads,
     handler_for,
@@ -115,6 +117,10 @@ async def submit_job(
     priority: Annotated[
         Lane | None, Query(description="NDJSON uploads: the job's lane (see the JSON body's)")
     ] = None,
+    callback_url: Annotated[
+        str | None,
+        Query(description="NDJSON uploads: where its JobFinished goes (see the JSON body's)"),
+    ] = None,
 ) -> JobAccepted:
     """Submit a batch: a JSON body ``{job_type, items, metadata?, priority?}``, or a streamed NDJSON
     upload (one item per line) for large batches."""
@@ -131,10 +137,16 @@ async def submit_job(
             job_type,
             metadata,
             priority,
+            callback_url,
         )
     if content_type.strip().lower() not in ("application/json", ""):
         raise UnsupportedMediaType(f"send application/json or {NDJSON}, not {content_type}")
-    upload_params = {"job_type": job_type, "metadata": metadata, "priority": priority}
+    upload_params = {
+        "job_type": job_type,
+        "metadata": metadata,
+        "priority": priority,
+        "callback_url": callback_url,
+    }
     given = [name for name, value in upload_params.items() if value is not None]
     if given:  # not ignored: a client that sent them meant something by them
         raise InvalidBatch(
@@ -145,6 +157,7 @@ async def submit_job(
     handler = handler_for(job_type_of(raw))
     body = await run_in_threadpool(parse_request, handler, raw, settings.api_max_items_per_request)
     check_metadata(body.metadata, settings.api_max_metadata_bytes)
+    check_callback_url(body.callback_url, settings)
     payloads = await run_in_threadpool(
         checked_payloads, handler, body.items, settings.api_max_item_bytes
     )
@@ -164,7 +177,17 @@ async def submit_job(
     if accepted.published_at is None:  # new, or a first attempt that died mid-publish
         spooled = spooled_chunks(handler, accepted.job_id, body.items, payloads)
         chunks = message_chunks(settings.topics, handler, accepted.job_id, spooled, _lane(accepted))
-        await _publish(session, publisher, settings, handler, user, accepted, body.metadata, chunks)
+        await _publish(
+            session,
+            publisher,
+            settings,
+            handler,
+            user,
+            accepted,
+            body.metadata,
+            chunks,
+            callback_url=body.callback_url,
+        )
     return _accepted(accepted)
 
 
@@ -178,6 +201,7 @@ async def submit_ndjson(
     job_type: str | None,
     metadata_text: str | None,
     priority: Lane | None,
+    callback_url: str | None = None,
 ) -> JobAccepted:
     """A job of the items of an NDJSON stream (an upload's body, or a file converted by the
     console), spooled and validated before anything is published."""
@@ -187,6 +211,8 @@ async def submit_ndjson(
     handler = handler_for(job_type)
     metadata = metadata_param(metadata_text)
     check_metadata(metadata, settings.api_max_metadata_bytes)
+    callback_url = callback_url_param(callback_url)
+    check_callback_url(callback_url, settings)
     if idempotency_key is None:  # a full queue refuses before the upload, not after it
         await run_in_threadpool(_check_quota, session, user, 1, settings)
     new_id = uuid4()
@@ -201,7 +227,9 @@ async def submit_ndjson(
             idle_timeout_s=settings.api_upload_idle_timeout_s,
             timeout_s=settings.api_upload_timeout_s,
         ),
-        salt=orjson.dumps([job_type, metadata, priority], option=orjson.OPT_SORT_KEYS),
+        salt=orjson.dumps(
+            [job_type, metadata, priority, callback_url], option=orjson.OPT_SORT_KEYS
+        ),
     )
     try:
         accepted = await _accept(
@@ -221,7 +249,17 @@ async def submit_ndjson(
             chunks = message_chunks(
                 settings.topics, handler, accepted.job_id, spool.chunks(CHUNK), _lane(accepted)
             )
-            await _publish(session, publisher, settings, handler, user, accepted, metadata, chunks)
+            await _publish(
+                session,
+                publisher,
+                settings,
+                handler,
+                user,
+                accepted,
+                metadata,
+                chunks,
+                callback_url=callback_url,
+            )
     finally:
         spool.close()
     return _accepted(accepted)
@@ -304,6 +342,7 @@ async def _publish(
     metadata: dict[str, Any] | None,
     chunks: Iterable[list[Outgoing]] | AsyncIterator[list[Outgoing]],
     retry_of: UUID | None = None,
+    callback_url: str | None = None,
 ) -> None:
     submitted = JobSubmitted.new(
         job_id=accepted.job_id,
@@ -313,6 +352,7 @@ async def _publish(
         metadata=metadata or {},
         retry_of=retry_of,
         priority=_lane(accepted),
+        callback_url=callback_url,
     )
     # The items first, the job last: a job exists for its reader only once its
     # JobSubmitted is folded, so a publish that dies half-way leaves nothing half visible.
@@ -507,6 +547,7 @@ async def retry_job(
         original.metadata,
         failed_chunks(),
         retry_of=job_id,
+        callback_url=original.callback_url,
     )
     return _accepted(accepted, retry_of=job_id)
 

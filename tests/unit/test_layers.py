@@ -22,6 +22,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "ingest_api": {"events", "jobtypes", "storage", "streaming", "runtime"},
     "consumers": {"events", "jobtypes", "storage", "streaming", "runtime"},
     "projections": {"events", "storage", "streaming", "runtime"},
+    "notifications": {"events", "storage", "streaming", "runtime"},
     "batchctl": {
         "events",
         "jobtypes",
@@ -32,6 +33,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "ingest_api",
         "consumers",
         "projections",
+        "notifications",
     },
 }
 
