@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from events.codec import decode_notification
 from ingest_api.app import create_app
-from streaming.clients import make_consumer
+from streaming.clients import make_consumer, topic_partitions
 from tests.integration.conftest import Processes, wait_for
 from tests.support.receiver import Answer, Receiver
 
@@ -285,12 +285,20 @@ def announced(engine) -> dict[str, Any]:
 
 def notifications_on_the_topic(kafka_settings) -> list[tuple[str, str]]:
     async def read() -> list[tuple[str, str]]:
-        consumer = make_consumer(kafka_settings, kafka_settings.topics.notifications, group_id=None)
+        consumer = make_consumer(kafka_settings, group_id=None)
         await consumer.start()
         try:
+            topic = kafka_settings.topics.notifications
+            partitions = await topic_partitions(consumer, lambda t: t == topic)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
             found = []
-            ends = await consumer.end_offsets(list(consumer.assignment()))
-            while any(await consumer.position(tp) < end for tp, end in ends.items()):
+            ends = await consumer.end_offsets(partitions)
+
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+            while await behind():
                 for records in (await consumer.getmany(timeout_ms=500)).values():
                     for r in records:
                         e = json.loads(r.value)
