@@ -15,6 +15,7 @@ from nacl.signing import SigningKey
 from rich.console import Console
 from rich.table import Table
 
+from batchctl.demo_receiver import DemoReceiver
 from batchctl.dev.services import up
 from batchctl.supervisor import Supervisor, stack_parts
 
@@ -123,20 +124,33 @@ def run_demo(*, port: int, items_per_job: int, console: Console, serve: bool = F
         console.print(line)
     database_url = os.environ["DATABASE_URL"]
     log_file = os.path.join(tempfile.gettempdir(), f"batchctl-demo-{os.getpid()}.log")
-    supervisor = Supervisor(stack_parts(job_types(), port), log_file=log_file)
+    receiver = DemoReceiver(lambda event, ok: _print_notification(console, event, ok)).start()
+    # the demo's receiver is on this machine: http to 127.0.0.1 is allowed for this run
+    allowed = ",".join(h for h in (os.environ.get("WEBHOOK_ALLOWED_HOSTS"), "127.0.0.1") if h)
+    supervisor = Supervisor(
+        stack_parts(job_types(), port),
+        env={"WEBHOOK_ALLOWED_HOSTS": allowed, "PROJECTOR_ANNOUNCE_SWEEP_S": "1"},
+        log_file=log_file,
+    )
     console.rule("stack")
     supervisor.start_all()
     console.print(
         f"API on http://127.0.0.1:{port}, a worker per job type "
-        f"({', '.join(job_types())}), the projector; logs in {log_file}"
+        f"({', '.join(job_types())}), the projector, the notifier; logs in {log_file}"
     )
+    console.print(f"webhook receiver on {receiver.url} (signatures checked)")
     try:
         key = _create_key(database_url)
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
         ) as client:
-            _show(console, *_submit_samples(client, console, job_types(), items_per_job))
+            _wait_ready(client)
+            receiver.secret = client.get("/batch/webhook").json()["secret"]
+            console.rule("sample batches")
+            shown = _submit_samples(client, console, job_types(), items_per_job, receiver.url)
+            _wait_notified(receiver, len(shown[0]), timeout_s=30)
+            _show(console, *shown)
         _show_console(console, port, key, serve)
         if serve:
             supervisor.keep_running()
@@ -146,6 +160,7 @@ def run_demo(*, port: int, items_per_job: int, console: Console, serve: bool = F
         raise DemoFailed(f"{exc}\nsee the parts' logs in {log_file}") from None
     finally:
         supervisor.stop_all()
+        receiver.stop()
     console.print(
         "stack stopped; Kafka and PostgreSQL keep running (`batchctl dev down` stops them)"
     )
@@ -165,11 +180,33 @@ def _show_console(console: Console, port: int, key: str, serving: bool) -> None:
     console.print("sign in with the demo user's API key:", key, soft_wrap=True)
 
 
+def _print_notification(console: Console, event: dict[str, Any], verified: bool) -> None:
+    console.print(
+        f"webhook: job {str(event.get('job_id'))[:8]}… {event.get('job_type')} "
+        f"{event.get('status')}, {event.get('success_items')}/{event.get('total_items')} "
+        f"succeeded (webhook-id {str(event.get('event_id'))[:8]}…, signature "
+        f"{'verified' if verified else 'NOT verified'})",
+        highlight=False,
+    )
+
+
+def _wait_notified(receiver: DemoReceiver, count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(receiver.received) < count:
+        if time.monotonic() > deadline:
+            raise DemoFailed(
+                f"{len(receiver.received)} of {count} notifications arrived in {timeout_s:.0f}s"
+            )
+        time.sleep(0.2)
+
+
 def _submit_samples(
-    client: httpx.Client, console: Console, job_types: list[str], items_per_job: int
+    client: httpx.Client,
+    console: Console,
+    job_types: list[str],
+    items_per_job: int,
+    callback_url: str,
 ) -> tuple[dict[str, str], dict[str, dict[str, Any]], float, dict[str, Any]]:
-    _wait_ready(client)
-    console.rule("sample batches")
     started = time.monotonic()
     submitted: dict[str, str] = {}
     devices = SampleDevices(items_per_job)
@@ -181,6 +218,7 @@ def _submit_samples(
                 "job_type": job_type,
                 "items": devices.items(job_type),
                 "metadata": {"source": "batchctl demo"},
+                "callback_url": callback_url,
             },
         )
         if response.status_code != 202:

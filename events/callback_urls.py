@@ -85,11 +85,11 @@ def forbidden_because(address: Address) -> str | None:
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     for reason, test in (
+        ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
         ("link-local (cloud metadata lives there)", address.is_link_local),
         ("private", address.is_private),
         ("multicast", address.is_multicast),
-        ("unspecified", address.is_unspecified),
         ("reserved", address.is_reserved),
         ("not globally reachable", not address.is_global),
     ):

@@ -26,7 +26,8 @@ from tests.integration.conftest import Processes, wait_for
 from tests.support.receiver import Answer, Receiver
 
 NOTIFIER_ENV = {
-    "WEBHOOK_ALLOWED_HOSTS": "127.0.0.2",
+    "WEBHOOK_ALLOWED_HOSTS": "127.0.0.2,127.0.0.3",
+    "WEBHOOK_MAX_PER_HOST": "4",
     "WEBHOOK_TIMEOUT_S": "3",
     "WEBHOOK_RETRY_BASE_S": "0.5",
     "WEBHOOK_RETRY_MAX_DELAY_S": "4",
@@ -54,7 +55,7 @@ def stack(stack_env: dict[str, str]) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def hooks_api(api_settings) -> Iterator[TestClient]:
-    settings = api_settings.model_copy(update={"webhook_allowed_hosts": "127.0.0.2"})
+    settings = api_settings.model_copy(update={"webhook_allowed_hosts": "127.0.0.2,127.0.0.3"})
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -275,6 +276,26 @@ def test_a_cancelled_job_notifies_cancelled(stack, hooks_api, keys, receiver):
     payload = json.loads(request.body)
     assert payload["status"] == "cancelled"
     assert payload["cancelled_items"] == 50 and payload["success_items"] == 0
+
+
+def test_a_slow_receiver_holds_only_its_own_slots(stack, hooks_api, keys):
+    """Eight deliveries to a receiver that takes 2.5 s each: at most four at once go to it,
+    and a delivery to another host, due after them, is not kept waiting behind them."""
+    alice = keys["alice"]
+    slow, fast = Receiver("127.0.0.2").start(), Receiver("127.0.0.3").start()
+    try:
+        for n in range(8):
+            slow.script(f"/slow/{n}", [Answer(200, delay_s=2.5)])
+            submit(hooks_api, alice, 1, slow.url(f"/slow/{n}"))
+        wait_for(lambda: slow.in_flight >= 4, 90, "the slow receiver busy")
+        submit(hooks_api, alice, 1, fast.url("/fast"))
+        [quick] = wait_for(lambda: fast.requests("/fast"), 30, "the other host's webhook")
+        wait_for(lambda: len(slow.received) == 8 and slow.in_flight == 0, 60, "the slow ones")
+        assert slow.most_in_flight == 4
+        assert quick.at < max(r.at for r in slow.received)
+    finally:
+        slow.stop()
+        fast.stop()
 
 
 def announced(engine) -> dict[str, Any]:

@@ -33,6 +33,8 @@ class Receiver:
         self.received: list[Received] = []
         self._scripts: dict[str, list[Answer]] = {}
         self._lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0  # requests being answered at once, at most
         self._server: ThreadingHTTPServer | None = None
 
     def url(self, path: str) -> str:
@@ -67,9 +69,13 @@ class Receiver:
                             time.time(),
                         )
                     )
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
                 answer = receiver._answer(self.path)
                 if answer.delay_s:
                     time.sleep(answer.delay_s)
+                with receiver._lock:
+                    receiver.in_flight -= 1
                 try:
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():

@@ -8,6 +8,7 @@ import yaml
 from consumers.settings import WorkerSettings
 from ingest_api.settings import ApiSettings
 from jobtypes.registry import ENTRY_POINT_GROUP
+from notifications.settings import NotifierSettings
 from projections.settings import ProjectorSettings
 
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
@@ -16,7 +17,7 @@ SERVICES = COMPOSE["services"]
 
 def known_variables() -> set[str]:
     names = set()
-    for cls in (ApiSettings, WorkerSettings, ProjectorSettings):
+    for cls in (ApiSettings, WorkerSettings, ProjectorSettings, NotifierSettings):
         for name, field in cls.model_fields.items():
             names.add(str(field.validation_alias or name).upper())
     return names | {"LOG_LEVEL"}
@@ -29,7 +30,8 @@ def test_one_worker_per_registered_job_type():
 
 
 def test_every_part_runs_with_known_settings():
-    for name in ("api", "projector", "setup", *(n for n in SERVICES if n.startswith("worker-"))):
+    parts = ("api", "projector", "notifier", "setup")
+    for name in (*parts, *(n for n in SERVICES if n.startswith("worker-"))):
         env = SERVICES[name]["environment"]
         assert set(env) <= known_variables(), name
         assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"} <= set(env)
@@ -39,7 +41,7 @@ def test_kafka_is_the_pinned_version_and_the_setup_step_gates_the_parts():
     assert SERVICES["kafka"]["image"] == "apache/kafka:3.9.1"
     assert SERVICES["postgres"]["image"].startswith("postgres:16")
     assert "batchctl db upgrade" in " ".join(SERVICES["setup"]["entrypoint"])
-    for name in ("api", "projector"):
+    for name in ("api", "projector", "notifier"):
         assert SERVICES[name]["depends_on"]["setup"]["condition"] == (
             "service_completed_successfully"
         )
