@@ -94,12 +94,18 @@ class ApiClient:
         return result
 
     def submit_stream(
-        self, job_type: str, lines: Iterable[bytes], metadata: dict[str, Any] | None = None
+        self,
+        job_type: str,
+        lines: Iterable[bytes],
+        metadata: dict[str, Any] | None = None,
+        callback_url: str | None = None,
     ) -> dict[str, Any]:
         """Stream NDJSON lines (each ending in a newline) as one job."""
         params = {"job_type": job_type}
         if metadata:
             params["metadata"] = orjson.dumps(metadata).decode()
+        if callback_url:
+            params["callback_url"] = callback_url
         return self._request(
             "POST",
             "/batch/jobs",

@@ -148,6 +148,10 @@ def submit(
         typer.Option(help="write each item's result here once finished (.jsonl or .csv)"),
     ] = None,
     metadata: Annotated[str | None, typer.Option(help="a JSON object kept with the job")] = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option("--callback-url", help="where its JobFinished webhook goes when it finishes"),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a file of items as one job (streamed: any size), and optionally watch it."""
@@ -173,7 +177,7 @@ def submit(
             ) as bar:
                 task = bar.add_task("upload", total=size)
                 lines = read_items(file, lambda n: bar.advance(task, n))
-                accepted = client.submit_stream(job_type, lines, meta)
+                accepted = client.submit_stream(job_type, lines, meta, callback_url)
             job_id = accepted["batch_job_id"]
             if not as_json:
                 console.print(

@@ -118,6 +118,21 @@ def test_a_finished_job_is_delivered_once_and_its_signature_verifies(
     assert hooks_api.get(f"/batch/jobs/{job_id}/deliveries", headers=keys["bob"]).status_code == 404
 
 
+def test_during_a_rotation_both_secrets_sign(stack, hooks_api, keys, receiver):
+    bob = keys["bob"]
+    old = secret_of(hooks_api, bob)
+    rotated = hooks_api.post("/batch/webhook/rotate-secret", headers=bob)
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["secret"]
+    assert new != old and rotated.json()["previous_secret_valid_until"]
+    path = f"/hook/{uuid.uuid4().hex}"
+    submit(hooks_api, bob, 2, receiver.url(path))
+    [request] = wait_for(lambda: receiver.requests(path), 90, "the webhook")
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):  # a receiver with either one accepts it
+        Webhook(secret).verify(request.body, request.headers)
+
+
 def test_a_plain_consumer_reads_job_finished_and_it_validates_against_the_schema(
     stack, hooks_api, keys, receiver, kafka_settings, tmp_path
 ):
