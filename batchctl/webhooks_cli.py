@@ -109,6 +109,7 @@ def deliveries(
     """A job's webhook deliveries and their attempts (time, status code, latency, error,
     next attempt): ``batchctl deliveries JOB``; ``batchctl deliveries redeliver JOB`` sends
     them again now, with the same webhook-id."""
+    from notifications.settings import NotifierSettings
     from storage.webhooks import deliveries_of, redeliver
 
     if words and words[0] == "redeliver":
@@ -116,7 +117,8 @@ def deliveries(
             raise _fail("usage: batchctl deliveries redeliver JOB")
         job_id = _job_id(words[1])
         with _session() as session:
-            count = redeliver(session, job_id, timedelta(days=1))
+            window = timedelta(seconds=NotifierSettings().webhook_retry_window_s)
+            count = redeliver(session, job_id, window)
         if not count:
             raise _fail(f"job {job_id} has no webhook delivery")
         console.print(f"job {job_id}: {count} delivery sent again now")

@@ -7,13 +7,13 @@ from the committed offsets. Deterministic outcome ids make the repeats harmless.
 
 import asyncio
 import logging
-import signal
 
 from consumers.cancellations import CancellationWatcher
 from consumers.settings import WorkerSettings
 from consumers.worker import ReleaseOnRevoke, Worker
 from jobtypes.registry import handler_class
 from runtime import garbage_collector, metrics
+from runtime.stopping import stop_on_signals
 from storage.engine import make_engine
 from streaming.batch_sender import BatchSender, DeliveryFailed
 from streaming.clients import make_consumer, make_producer
@@ -26,7 +26,7 @@ async def run_worker(
     settings: WorkerSettings, job_type: str, stop: asyncio.Event | None = None
 ) -> None:
     handler = handler_class(job_type)()
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     metrics.serve(settings.metrics_port)
     engine = make_engine(settings.database_url, pool_size=1)
     await handler.start()
@@ -84,11 +84,3 @@ async def _session(settings: WorkerSettings, handler, engine, stop: asyncio.Even
         await sink.close()
         await producer.stop()
         log.info("processed %s", dict(worker.counts))
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop

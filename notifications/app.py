@@ -9,7 +9,6 @@ stored (its offsets uncommitted until then), the dispatcher claims again after a
 import asyncio
 import contextlib
 import logging
-import signal
 from datetime import timedelta
 
 import httpx
@@ -21,6 +20,7 @@ from notifications.dispatcher import Dispatcher
 from notifications.intake import take_in
 from notifications.settings import NotifierSettings
 from runtime import metrics
+from runtime.stopping import stop_on_signals, wait_or_stop
 from storage.engine import make_engine
 from streaming.clients import make_consumer, make_producer
 from streaming.dead_letters import DeadLetterPublisher
@@ -31,10 +31,7 @@ log = logging.getLogger(__name__)
 
 async def run_notifier(settings: NotifierSettings, stop: asyncio.Event | None = None) -> None:
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
     metrics.serve(settings.metrics_port)
     engine = make_engine(settings.database_url, pool_size=4)
     limits = httpx.Limits(
@@ -97,8 +94,7 @@ async def _start_kafka(
             log.warning("Kafka not reachable (%r); retrying in %.1fs", exc, backoff)
             with contextlib.suppress(Exception):
                 await producer.stop()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
+            await wait_or_stop(stop, backoff)
             backoff = min(5.0, backoff * 2)
 
 
@@ -128,8 +124,7 @@ async def _intake_loop(
                 if stop.is_set():
                     return  # (not committed: read again at the next start)
                 log.warning("storing deliveries failed (%r); retrying in %.1fs", exc, backoff)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
+                await wait_or_stop(stop, backoff)
                 backoff = min(5.0, backoff * 2)
         if intake.deliveries:
             dispatcher.wake()

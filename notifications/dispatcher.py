@@ -10,7 +10,6 @@ none.
 """
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from notifications import retry, sender, signing
 from notifications.settings import NotifierSettings
+from runtime.stopping import wait_or_stop
 from storage.webhooks import secrets_of
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class Dispatcher:
                 except Exception as exc:  # PostgreSQL away: try again, a little later each time
                     log.warning("claiming deliveries failed (%r); retrying in %.1fs", exc, backoff)
                     claimed = []
-                    await _wait(stop, backoff)
+                    await wait_or_stop(stop, backoff)
                     backoff = min(5.0, backoff * 2)
                     continue
                 for due in claimed:
@@ -244,8 +244,3 @@ class Dispatcher:
                 log.warning("recording an attempt of %s failed (%r)", webhook_id, exc)
                 if wait_s:
                     await asyncio.sleep(wait_s)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -9,7 +9,7 @@ never from the event. Offsets are committed only after the deliveries are stored
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -47,7 +47,7 @@ class Intake:
 
     deliveries: int = 0
     without_url: int = 0
-    letters: list[DeadLetter] | None = None
+    letters: list[DeadLetter] = field(default_factory=list)
 
 
 def take_in(
@@ -59,8 +59,7 @@ def take_in(
 ) -> Intake:
     """Store the deliveries of a batch of records (in one transaction); return them and the
     records to dead-letter."""
-    intake = Intake(letters=[])
-    assert intake.letters is not None
+    intake = Intake()
     rows = []
     with engine.begin() as conn:
         for record in records:

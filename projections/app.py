@@ -13,7 +13,6 @@ positions stored with the rows, so the tables end exact whatever was in flight.
 import asyncio
 import contextlib
 import logging
-import signal
 import zlib
 from typing import Any
 
@@ -27,6 +26,7 @@ from projections.projector import Projector, favour_the_writer
 from projections.settings import ProjectorSettings
 from projections.writer import ProjectionSwitched, ProjectionWriter
 from runtime import garbage_collector, metrics
+from runtime.stopping import stop_on_signals, wait_or_stop
 from storage.engine import make_engine
 from streaming.clients import make_consumer, make_producer
 from streaming.dead_letters import DeadLetterPublisher
@@ -64,10 +64,7 @@ def lock_key(projection: str) -> int:
 
 async def run_projector(settings: ProjectorSettings, stop: asyncio.Event | None = None) -> None:
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
     metrics.serve(settings.metrics_port)
     backoff = 0.5
     while not stop.is_set():
@@ -80,8 +77,7 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event | None 
             continue
         except DATABASE_ERRORS as exc:
             log.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), backoff)
+        await wait_or_stop(stop, backoff)
         backoff = min(MAX_BACKOFF_S, backoff * 2)
 
 
@@ -100,8 +96,7 @@ async def _wait_for_lock(raw: Any, projection: str, stop: asyncio.Event) -> bool
         if not waiting_logged:
             log.info("an in-place replay of projection %r runs; waiting for it", projection)
             waiting_logged = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 2.0)
+        await wait_or_stop(stop, 2.0)
     return False
 
 

@@ -1,21 +1,10 @@
 """``batchctl webhooks`` and ``batchctl deliveries`` as an operator types them."""
 
-import subprocess
-import sys
 import uuid
 
 import pytest
 
-
-def batchctl(env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "batchctl", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.e2e.test_keys_cli import batchctl
 
 
 @pytest.fixture
