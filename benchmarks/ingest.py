@@ -2,17 +2,23 @@
 
 Starts one ``batchctl api`` on fresh topics, then measures:
 - ``items_per_s_json`` / ``items_per_s_ndjson``: one 100,000-item batch, POST to 202;
-- ``p99_ms``: 10-item POSTs from 50 concurrent clients;
+- ``p99_ms``, ``p50_ms``, ``requests_per_s``: 10-item POSTs from 50 concurrent clients, each
+  with a kept-alive connection, sent by Debian's ``wrk`` (a Lua script writes each body:
+  ``benchmarks/wrk/small_jobs.lua``) for ``--small-seconds``, or, without wrk (or with
+  ``--load-generator python``), ``--requests`` of them by an httpx client in this process,
+  which is the limit before the API is (``small_requests_by`` says which);
 - ``peak_rss_mb``: the API process's peak RSS, which includes a 1,000,000-item NDJSON upload.
 Prints, last, a JSON line with those figures and ``items_per_s`` (the lower of the two).
 
     python benchmarks/ingest.py [--items N] [--upload-items M] [--requests R]
+        [--small-seconds S] [--load-generator wrk|python] [--api-processes P]
 """
 
 import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -87,7 +93,32 @@ async def concurrent_posts(
     )
 
 
-def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[type-arg]
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "small_jobs.lua"
+
+
+def wrk_posts(base: str, key: str, seconds: float, clients: int) -> tuple[float, float, float, int]:
+    """p99 and p50 latency (ms), requests per second and requests, by wrk."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{clients}", f"-d{seconds:g}s", "-s", str(WRK_SCRIPT), base],
+        env={**os.environ, "BATCH_API_KEY": key},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["non_202"] == 0 and summary["errors"] == 0, summary
+    rate = summary["requests"] / summary["seconds"]
+    return summary["p99_ms"], summary["p50_ms"], rate, summary["requests"]
+
+
+def main(  # type: ignore[type-arg]
+    items: int,
+    upload_items: int,
+    requests: int,
+    small_seconds: float = 10,
+    load_generator: str = "wrk",
+    api_processes: int = 1,
+) -> dict:
     settings = fresh_settings()
     asyncio.run(create_topics(settings, job_types()))
     engine = make_engine(os.environ["DATABASE_URL"], pool_size=1)
@@ -104,7 +135,8 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
         "API_RATE_LIMIT_PER_S": "1000000",  # one key sends every request here
         "API_RATE_LIMIT_BURST": "1000000",
     }
-    api = subprocess.Popen([sys.executable, "-m", "batchctl", "api", "--port", str(port)], env=env)
+    command = [sys.executable, "-m", "batchctl", "api", "--port", str(port)]
+    api = subprocess.Popen([*command, "--processes", str(api_processes)], env=env)
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     try:
@@ -119,8 +151,14 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
             json_s = time.perf_counter() - started
             assert response.status_code == 202, response.text
             ndjson_s, _ = post_ndjson(http, "query", ndjson_chunks(items))
-            print(f"{requests:,} POSTs of 10 items from 50 clients ...", flush=True)
-            p99, p50, requests_per_s = asyncio.run(concurrent_posts(base, headers, requests, 50))
+            if load_generator == "wrk":
+                print(f"POSTs of 10 items from 50 clients (wrk, {small_seconds:g}s)", flush=True)
+                p99, p50, requests_per_s, requests = wrk_posts(base, key, small_seconds, 50)
+            else:
+                print(f"{requests:,} POSTs of 10 items from 50 clients ...", flush=True)
+                p99, p50, requests_per_s = asyncio.run(
+                    concurrent_posts(base, headers, requests, 50)
+                )
             print(f"uploading {upload_items:,} items as NDJSON ...", flush=True)
             upload_s, accepted = post_ndjson(http, "query", ndjson_chunks(upload_items))
             assert accepted["total_items"] == upload_items
@@ -140,6 +178,8 @@ def main(items: int, upload_items: int, requests: int) -> dict:  # type: ignore[
         "p50_ms": round(p50, 1),
         "requests_per_s": round(requests_per_s),
         "requests": requests,
+        "small_requests_by": load_generator,
+        "api_processes": api_processes,
         "upload_items": upload_items,
         "upload_items_per_s": round(upload_items / upload_s),
         "peak_rss_mb": rss,
@@ -152,6 +192,21 @@ if __name__ == "__main__":
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--upload-items", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--small-seconds", type=float, default=10)
+    parser.add_argument(
+        "--load-generator",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+    )
+    parser.add_argument("--api-processes", type=int, default=1)
     args = parser.parse_args()
     services()
-    print(json.dumps(main(args.items, args.upload_items, args.requests)))
+    figures = main(
+        args.items,
+        args.upload_items,
+        args.requests,
+        args.small_seconds,
+        args.load_generator,
+        args.api_processes,
+    )
+    print(json.dumps(figures))

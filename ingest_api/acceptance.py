@@ -9,16 +9,16 @@ deterministic events are published again, which changes nothing downstream.
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
 from pydantic_core import from_json
-from sqlalchemy import exists, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from ingest_api.schemas import JobView
+from ingest_api.statements import Statements
 from storage.tables import AcceptedJob, Job
 
 
@@ -42,16 +42,43 @@ def request_hash(raw: bytes) -> str:
     return hashlib.sha256(text).hexdigest()
 
 
-def find(session: Session, *, user_id: str, idempotency_key: str) -> AcceptedJob | None:
-    return session.scalar(
-        select(AcceptedJob).where(
-            AcceptedJob.user_id == user_id, AcceptedJob.idempotency_key == idempotency_key
-        )
-    )
+class Accepted(NamedTuple):
+    """A recorded job, as the submission path needs it."""
+
+    job_id: UUID
+    total_items: int
+    priority: str
+    request_hash: str | None
+    published_at: datetime | None
 
 
-def record(
-    session: Session,
+_COLUMNS = "job_id, total_items, priority, request_hash, published_at"
+_FIND = f"SELECT {_COLUMNS} FROM accepted_jobs WHERE user_id = $1 AND idempotency_key = $2"
+_RECORD = f"""
+INSERT INTO accepted_jobs
+    (job_id, user_id, job_type, total_items, priority, metadata, idempotency_key, request_hash)
+VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)
+ON CONFLICT DO NOTHING
+RETURNING {_COLUMNS}
+"""
+# Marking needs no wait for the disk: were the mark lost in a crash of PostgreSQL, the job
+# would only read as unpublished until the projector folds it, and a retry with the same
+# Idempotency-Key would publish the same events again, which changes nothing downstream.
+_MARK_PUBLISHED = """
+WITH no_flush AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
+UPDATE accepted_jobs SET published_at = now()
+FROM no_flush
+WHERE job_id = $1 AND published_at IS NULL
+"""
+
+
+async def find(statements: Statements, *, user_id: str, idempotency_key: str) -> Accepted | None:
+    row = await statements.fetchrow(_FIND, user_id, idempotency_key)
+    return None if row is None else Accepted(*row)
+
+
+async def record(
+    statements: Statements,
     *,
     job_id: UUID,
     user_id: str,
@@ -61,37 +88,30 @@ def record(
     idempotency_key: str | None,
     digest: str | None,
     priority: str = "bulk",
-) -> AcceptedJob:
-    """Record a new job; under a race on the same key, return the job that won."""
-    job = AcceptedJob(
-        job_id=job_id,
-        user_id=user_id,
-        job_type=job_type,
-        total_items=total_items,
-        priority=priority,
-        job_metadata=metadata,
-        idempotency_key=idempotency_key,
-        request_hash=digest,
+) -> Accepted:
+    """Record a new job (one statement, its commit durable); when the user's Idempotency-Key
+    is taken (a race between two requests with it), return the job that has it."""
+    row = await statements.fetchrow(
+        _RECORD,
+        job_id,
+        user_id,
+        job_type,
+        total_items,
+        priority,
+        None if metadata is None else orjson.dumps(metadata).decode(),
+        idempotency_key,
+        digest,
     )
-    session.add(job)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        assert idempotency_key is not None
-        winner = find(session, user_id=user_id, idempotency_key=idempotency_key)
-        assert winner is not None
-        return winner
-    return job
+    if row is not None:
+        return Accepted(*row)
+    assert idempotency_key is not None  # (a new job id conflicts with nothing else)
+    winner = await find(statements, user_id=user_id, idempotency_key=idempotency_key)
+    assert winner is not None
+    return winner
 
 
-def mark_published(session: Session, *, job_id: UUID) -> None:
-    session.execute(
-        update(AcceptedJob)
-        .where(AcceptedJob.job_id == job_id, AcceptedJob.published_at.is_(None))
-        .values(published_at=datetime.now(UTC))
-    )
-    session.commit()
+async def mark_published(statements: Statements, *, job_id: UUID) -> None:
+    await statements.execute(_MARK_PUBLISHED, job_id)
 
 
 def accepted_view(session: Session, *, user_id: str, job_id: UUID) -> JobView | None:

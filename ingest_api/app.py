@@ -13,13 +13,17 @@ from ingest_api.errors import install_error_handlers
 from ingest_api.metrics import MetricsMiddleware
 from ingest_api.openapi import install_openapi
 from ingest_api.publisher import EventPublisher, KafkaEventPublisher
+from ingest_api.quota import QueuedItemsEstimates, Records
 from ingest_api.routes import health, jobs, webhooks
 from ingest_api.routes.docs import install_docs
 from ingest_api.settings import ApiSettings
+from ingest_api.statements import Statements
 from ingest_api.stream_slots import StreamSlots
 from runtime import garbage_collector
 from storage.engine import make_engine
 from streaming.clients import make_producer
+
+PING_IDLE_S = 1.0  # a pooled connection unused this long is tested before use
 
 
 def create_app(
@@ -29,9 +33,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, pool_size=20)
+        # Pools that never open a connection beyond their size: a request waits for one
+        # rather than paying for a new PostgreSQL backend (milliseconds of its CPU) that the
+        # pool would close again at once.
+        engine = make_engine(
+            settings.database_url, pool_size=20, max_overflow=0, ping_after_idle_s=PING_IDLE_S
+        )
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        statements = Statements(settings.database_url)
+        await statements.open()
+        app.state.statements = statements
+        app.state.records = Records(statements, QueuedItemsEstimates())
         app.state.settings = settings
         app.state.stream_slots = StreamSlots(
             settings.api_max_streams_per_key, settings.api_max_streams
@@ -60,6 +73,7 @@ def create_app(
                 await app.state.publisher.close()
                 await producer.stop()
             engine.dispose()
+            await statements.close()
 
     app = FastAPI(
         title="Archive Origin batch operations",

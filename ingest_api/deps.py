@@ -13,10 +13,15 @@ from sqlalchemy.orm import Session
 from ingest_api.api_keys import hash_key
 from ingest_api.errors import NotAuthenticated, RateLimited
 from ingest_api.publisher import EventPublisher
+from ingest_api.quota import Records
 from ingest_api.rate_limit import admit
 from ingest_api.settings import ApiSettings
+from ingest_api.statements import Statements
 
 _bearer = HTTPBearer(auto_error=False)
+
+# Every dependency is ``async def``: FastAPI runs a plain ``def`` one in a worker thread,
+# a hand-off that costs more than these take.
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -36,6 +41,20 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+async def get_statements(request: Request) -> Statements:
+    return request.app.state.statements
+
+
+StatementsDep = Annotated[Statements, Depends(get_statements)]
+
+
+async def get_records(request: Request) -> Records:
+    return request.app.state.records
+
+
+RecordsDep = Annotated[Records, Depends(get_records)]
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who calls: the owner of the API key (never a request field), and the key's hash."""
@@ -45,21 +64,21 @@ class Caller:
     interactive_max_items: int | None = None  # the key's own cap (None: the API's)
 
 
-def get_caller(
+async def get_caller(
     request: Request,
-    session: SessionDep,
+    statements: StatementsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send an API key as 'Authorization: Bearer <key>'")
     key_hash = hash_key(credentials.credentials)
     settings = request.app.state.settings
-    admission = admit(
-        session,
+    admission = await admit(
+        statements,
         key_hash=key_hash,
         rate=settings.api_rate_limit_per_s,
         burst=settings.api_rate_limit_burst,
-    )  # (committed: the connection goes back to the pool for the request)
+    )
     if admission is None:
         raise NotAuthenticated("the API key is invalid or revoked")
     if admission.wait_s:
@@ -71,21 +90,21 @@ def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def get_current_user(caller: CallerDep) -> str:
+async def get_current_user(caller: CallerDep) -> str:
     return caller.user_id
 
 
 CurrentUser = Annotated[str, Depends(get_current_user)]
 
 
-def get_publisher(request: Request) -> EventPublisher:
+async def get_publisher(request: Request) -> EventPublisher:
     return request.app.state.publisher
 
 
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 

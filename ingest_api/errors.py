@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 
 class ErrorBody(BaseModel):
@@ -158,6 +159,11 @@ class PublishFailed(ApiError):
     code = "publish_failed"
 
 
+class DatabaseUnavailable(ApiError):
+    status_code = 503
+    code = "database_unavailable"
+
+
 def _first_problem(errors: list[dict[str, Any]]) -> str:
     if not errors:
         return "invalid request"
@@ -192,6 +198,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             status_code=503,
             content={"error": "database_unavailable", "detail": "try again shortly"},
+            headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _database_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # every connection of the process's pool in use for ``pool_timeout`` seconds
+        return JSONResponse(
+            status_code=503,
+            content={"error": "database_busy", "detail": "try again shortly"},
             headers={"Retry-After": "2"},
         )
 

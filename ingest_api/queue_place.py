@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ingest_api.progress import items_per_s
 from ingest_api.schemas import JobView, QueueView
+from ingest_api.statements import Statements
 
 RECENT_S = 10
 
@@ -34,18 +35,16 @@ _AHEAD_AND_RATE = text(
     """
 )
 
-_QUEUED_BY_USER = text(
-    """
+_QUEUED_BY_USER = """
     SELECT
       (SELECT COALESCE(sum(total_items - processed_items), 0) FROM jobs
-        WHERE user_id = :user_id AND status IN ('pending', 'processing')
+        WHERE user_id = $1 AND status IN ('pending', 'processing')
           AND total_items IS NOT NULL)
       + (SELECT COALESCE(sum(a.total_items), 0) FROM accepted_jobs a
-          WHERE a.user_id = :user_id AND a.created_at > now() - interval '1 hour'
+          WHERE a.user_id = $1 AND a.created_at > now() - interval '1 hour'
             AND a.published_at IS NOT NULL
             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = a.job_id AND j.user_id IS NOT NULL))
     """
-)
 
 
 def place_in_queue(session: Session, job: JobView) -> QueueView | None:
@@ -74,7 +73,7 @@ def place_in_queue(session: Session, job: JobView) -> QueueView | None:
     )
 
 
-def queued_items(session: Session, user_id: str) -> int:
+async def queued_items(statements: Statements, user_id: str) -> int:
     """The items a user has submitted that have no outcome yet (the jobs published in the
     last hour and not yet folded count whole; one whose publishing failed does not)."""
-    return int(session.execute(_QUEUED_BY_USER, {"user_id": user_id}).scalar_one())
+    return int(await statements.fetchval(_QUEUED_BY_USER, user_id))

@@ -41,9 +41,8 @@ async def get_signed_in(request: Request, session: SessionDep) -> SignedIn:
     if found is None:
         raise NotSignedIn("the session has ended: sign in again")
     settings = request.app.state.settings
-    admission = await run_in_threadpool(
-        admit,
-        session,
+    admission = await admit(
+        request.app.state.statements,
         key_hash=found.key_hash,
         rate=settings.api_rate_limit_per_s,
         burst=settings.api_rate_limit_burst,
@@ -96,7 +95,7 @@ async def form_fields(request: Request) -> dict[str, str]:
     return fields
 
 
-def operator(user: SignedInDep) -> SignedIn:
+async def operator(user: SignedInDep) -> SignedIn:
     if not user.operator:
         raise OperatorsOnly("this page is for operators' keys (batchctl keys create --operator)")
     return user

@@ -35,7 +35,7 @@ from ingest_api.console.auth import (
 )
 from ingest_api.console.file_formats import FileFormat, csv_as_ndjson, json_as_ndjson
 from ingest_api.console.sessions import close_session, open_session, signed_in
-from ingest_api.deps import PublisherDep, SessionDep, SettingsDep
+from ingest_api.deps import PublisherDep, RecordsDep, SessionDep, SettingsDep
 from ingest_api.errors import ApiError
 from ingest_api.progress import progress_of_jobs, snapshot
 from ingest_api.queue_place import place_in_queue
@@ -363,10 +363,13 @@ async def retry(
     job_id: UUID,
     user: CheckedDep,
     session: SessionDep,
+    records: RecordsDep,
     publisher: PublisherDep,
     settings: SettingsDep,
 ) -> RedirectResponse:
-    accepted = await job_routes.retry_job(job_id, caller_of(user), session, publisher, settings)
+    accepted = await job_routes.retry_job(
+        job_id, caller_of(user), session, records, publisher, settings
+    )
     return RedirectResponse(f"/ui/jobs/{accepted.batch_job_id}?notice=retry", status_code=303)
 
 
@@ -425,7 +428,7 @@ def submit_page(request: Request, user: SignedInDep, settings: SettingsDep) -> R
 async def submit(
     request: Request,
     user: CheckedDep,
-    session: SessionDep,
+    records: RecordsDep,
     publisher: PublisherDep,
     settings: SettingsDep,
     job_type: Annotated[str, Query(min_length=1, max_length=64)],
@@ -439,7 +442,15 @@ async def submit(
     elif file_format == "json":
         stream = json_as_ndjson(stream, settings.api_max_body_bytes)
     return await job_routes.submit_ndjson(
-        stream, caller_of(user), session, publisher, settings, None, job_type, None, priority
+        stream,
+        caller_of(user),
+        records,
+        publisher,
+        settings,
+        None,
+        job_type,
+        None,
+        priority,
     )
 
 

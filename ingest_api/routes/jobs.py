@@ -1,24 +1,31 @@
 """/batch/jobs: submit a batch, list the caller's jobs, read a job, its items and its result,
 cancel it."""
 
-from collections.abc import AsyncIterator, Iterable
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
 
 from events.ids import job_id_text
 from events.item_wire import SubmittedEncoder
 from events.models import JobCancelRequested, JobSubmitted, JobType
 from events.topics import Lane
 from ingest_api import acceptance, export, queries
-from ingest_api.acceptance import request_hash
+from ingest_api.acceptance import Accepted, request_hash
 from ingest_api.api_keys import user_for_key_hash
-from ingest_api.deps import Caller, CallerDep, CurrentUser, PublisherDep, SessionDep, SettingsDep
+from ingest_api.deps import (
+    Caller,
+    CallerDep,
+    CurrentUser,
+    PublisherDep,
+    RecordsDep,
+    SessionDep,
+    SettingsDep,
+)
 from ingest_api.errors import (
     ERROR_RESPONSES,
     IdempotencyConflict,
@@ -26,7 +33,6 @@ from ingest_api.errors import (
     JobAlreadyFinished,
     NothingToRetry,
     PublishFailed,
-    QueueFull,
     ResultNotReady,
     TooLarge,
     UnsupportedMediaType,
@@ -35,7 +41,8 @@ from ingest_api.lanes import lane_for
 from ingest_api.metrics import ITEMS_ACCEPTED
 from ingest_api.progress import progress_events
 from ingest_api.publisher import EventPublisher, EventTooLarge, Outgoing, PublishError
-from ingest_api.queue_place import place_in_queue, queued_items
+from ingest_api.queue_place import place_in_queue
+from ingest_api.quota import Records, check_quota
 from ingest_api.schemas import (
     CancelAccepted,
     ItemPage,
@@ -63,7 +70,9 @@ from ingest_api.submission import (
 )
 from ingest_api.upload import UploadLimits, spool_ndjson
 from jobtypes.contract import Handler
-from storage.tables import FINAL_JOB_STATUSES, AcceptedJob
+from storage.tables import FINAL_JOB_STATUSES
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/batch/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -106,7 +115,7 @@ SUBMIT_BODY = {
 async def submit_job(
     request: Request,
     caller: CallerDep,
-    session: SessionDep,
+    records: RecordsDep,
     publisher: PublisherDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
@@ -130,7 +139,7 @@ async def submit_job(
         return await submit_ndjson(
             request.stream(),
             caller,
-            session,
+            records,
             publisher,
             settings,
             idempotency_key,
@@ -155,16 +164,18 @@ async def submit_job(
         )
     raw = await _read_limited(request, settings.api_max_body_bytes)
     handler = handler_for(job_type_of(raw))
-    body = await run_in_threadpool(parse_request, handler, raw, settings.api_max_items_per_request)
+    # A small body is cheaper to validate here than to hand to a thread and back.
+    inline = len(raw) <= INLINE_BODY_BYTES
+    body = await _cpu(inline, parse_request, handler, raw, settings.api_max_items_per_request)
     check_metadata(body.metadata, settings.api_max_metadata_bytes)
     check_callback_url(body.callback_url, settings)
-    payloads = await run_in_threadpool(
-        checked_payloads, handler, body.items, settings.api_max_item_bytes
+    payloads = await _cpu(
+        inline, checked_payloads, handler, body.items, settings.api_max_item_bytes
     )
     digest = request_hash(raw) if idempotency_key else None
     lane = lane_for(body.priority, len(body.items), caller, settings)
     accepted = await _accept(
-        session,
+        records,
         user,
         handler,
         len(body.items),
@@ -178,7 +189,7 @@ async def submit_job(
         spooled = spooled_chunks(handler, accepted.job_id, body.items, payloads)
         chunks = message_chunks(settings.topics, handler, accepted.job_id, spooled, _lane(accepted))
         await _publish(
-            session,
+            records,
             publisher,
             settings,
             handler,
@@ -194,7 +205,7 @@ async def submit_job(
 async def submit_ndjson(
     stream: AsyncIterator[bytes],
     caller: Caller,
-    session: Session,
+    records: Records,
     publisher: EventPublisher,
     settings: ApiSettings,
     idempotency_key: str | None,
@@ -214,7 +225,7 @@ async def submit_ndjson(
     callback_url = callback_url_param(callback_url)
     check_callback_url(callback_url, settings)
     if idempotency_key is None:  # a full queue refuses before the upload, not after it
-        await run_in_threadpool(_check_quota, session, user, 1, settings)
+        await check_quota(records, user, 1, settings.api_max_queued_items_per_user)
     new_id = uuid4()
     spool = await spool_ndjson(
         stream,
@@ -233,7 +244,7 @@ async def submit_ndjson(
     )
     try:
         accepted = await _accept(
-            session,
+            records,
             user,
             handler,
             spool.count,
@@ -250,7 +261,7 @@ async def submit_ndjson(
                 settings.topics, handler, accepted.job_id, spool.chunks(CHUNK), _lane(accepted)
             )
             await _publish(
-                session,
+                records,
                 publisher,
                 settings,
                 handler,
@@ -263,6 +274,16 @@ async def submit_ndjson(
     finally:
         spool.close()
     return _accepted(accepted)
+
+
+INLINE_BODY_BYTES = 16 << 10  # validated on the event loop: well under a millisecond
+
+
+async def _cpu(inline: bool, function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)``, here or (for large work) in a thread, off the event loop."""
+    if inline:
+        return function(*args)
+    return await run_in_threadpool(function, *args)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -278,7 +299,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 
 async def _accept(
-    session: Session,
+    records: Records,
     user: str,
     handler: Handler,
     total: int,
@@ -288,17 +309,16 @@ async def _accept(
     lane: Lane,
     settings: ApiSettings,
     job_id: UUID | None = None,
-) -> AcceptedJob:
+) -> Accepted:
     accepted = None
     if idempotency_key is not None:
-        accepted = await run_in_threadpool(
-            acceptance.find, session, user_id=user, idempotency_key=idempotency_key
+        accepted = await acceptance.find(
+            records.statements, user_id=user, idempotency_key=idempotency_key
         )
     if accepted is None:
-        await run_in_threadpool(_check_quota, session, user, total, settings)
-        accepted = await run_in_threadpool(
-            acceptance.record,
-            session,
+        await check_quota(records, user, total, settings.api_max_queued_items_per_user)
+        accepted = await acceptance.record(
+            records.statements,
             job_id=job_id or uuid4(),
             user_id=user,
             job_type=handler.job_type,
@@ -308,6 +328,7 @@ async def _accept(
             digest=digest,
             priority=lane,
         )
+        records.queued.accepted(user, accepted.total_items)
     if accepted.request_hash != digest:
         raise IdempotencyConflict(
             "this Idempotency-Key was used with another request body",
@@ -316,29 +337,13 @@ async def _accept(
     return accepted
 
 
-def _check_quota(session: Session, user: str, total: int, settings: ApiSettings) -> None:
-    """Refuse a job that would put more than the user's quota of items without an outcome
-    in the queues (checked per submission: two at the same moment may both pass)."""
-    queued = queued_items(session, user)
-    session.rollback()
-    cap = settings.api_max_queued_items_per_user
-    if queued + total > cap:
-        raise QueueFull(
-            f"{queued} of your items are queued, and this job's {total} would pass the "
-            f"limit of {cap}: wait for some to finish",
-            queued_items=queued,
-            total_items=total,
-            max_queued_items=cap,
-        )
-
-
 async def _publish(
-    session: Session,
+    records: Records,
     publisher: EventPublisher,
     settings: ApiSettings,
     handler: Handler,
     user: str,
-    accepted: AcceptedJob,
+    accepted: Accepted,
     metadata: dict[str, Any] | None,
     chunks: Iterable[list[Outgoing]] | AsyncIterator[list[Outgoing]],
     retry_of: UUID | None = None,
@@ -368,16 +373,16 @@ async def _publish(
         raise TooLarge(f"the batch could not be published: {exc}") from exc
     except PublishError as exc:
         raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
-    await run_in_threadpool(acceptance.mark_published, session, job_id=accepted.job_id)
+    await acceptance.mark_published(records.statements, job_id=accepted.job_id)
     ITEMS_ACCEPTED.labels(handler.job_type).inc(accepted.total_items)
 
 
-def _lane(accepted: AcceptedJob) -> Lane:
+def _lane(accepted: Accepted) -> Lane:
     """The lane recorded with the job (a repeated request keeps its first one)."""
     return "interactive" if accepted.priority == "interactive" else "bulk"
 
 
-def _accepted(accepted: AcceptedJob, retry_of: UUID | None = None) -> JobAccepted:
+def _accepted(accepted: Accepted, retry_of: UUID | None = None) -> JobAccepted:
     job_id = accepted.job_id
     links = {"self": f"/batch/jobs/{job_id}", "items": f"/batch/jobs/{job_id}/items"}
     if retry_of is not None:
@@ -495,6 +500,7 @@ async def retry_job(
     job_id: UUID,
     caller: CallerDep,
     session: SessionDep,
+    records: RecordsDep,
     publisher: PublisherDep,
     settings: SettingsDep,
 ) -> JobAccepted:
@@ -508,7 +514,7 @@ async def retry_job(
     handler = handler_for(original.job_type)
     lane = lane_for(None, original.failed_items, caller, settings)
     accepted = await _accept(
-        session,
+        records,
         user,
         handler,
         original.failed_items,
@@ -538,7 +544,7 @@ async def retry_job(
             after = chunk[-1][0]
 
     await _publish(
-        session,
+        records,
         publisher,
         settings,
         handler,

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from ingest_api.queries import get_job
 from ingest_api.queue_place import place_in_queue, queued_items
+from ingest_api.statements import Statements
 
 
 def _job(session: Session, job_type: str, user: str, **row: object) -> uuid.UUID:
@@ -38,7 +39,16 @@ def _job(session: Session, job_type: str, user: str, **row: object) -> uuid.UUID
     return values["id"]  # type: ignore[return-value]
 
 
-def test_the_items_ahead_of_a_job_and_its_eta(engine):
+async def _queued(database_url: str, user: str) -> int:
+    statements = Statements(database_url, max_size=1)
+    await statements.open()
+    try:
+        return await queued_items(statements, user)
+    finally:
+        await statements.close()
+
+
+async def test_the_items_ahead_of_a_job_and_its_eta(engine, database_url):
     now = datetime.now(UTC)  # (not at import: a session collects long before it runs this)
     job_type, user = f"qp{uuid.uuid4().hex[:8]}", f"u{uuid.uuid4().hex[:8]}"
     with Session(engine) as session:
@@ -81,10 +91,12 @@ def test_the_items_ahead_of_a_job_and_its_eta(engine):
         ahead = place_in_queue(session, get_job(session, user_id=user, job_id=interactive))
         assert ahead is not None and ahead.lane == "interactive" and ahead.items_ahead in (0, 7)
         # the user's queued items: their three unfinished jobs
-        assert queued_items(session, user) == 2_000 + 50 + 10
+        assert await _queued(database_url, user) == 2_000 + 50 + 10
 
 
-def test_a_finished_job_has_no_place_and_accepted_jobs_count_until_folded(engine):
+async def test_a_finished_job_has_no_place_and_accepted_jobs_count_until_folded(
+    engine, database_url
+):
     job_type, user = f"qp{uuid.uuid4().hex[:8]}", f"u{uuid.uuid4().hex[:8]}"
     with Session(engine) as session:
         done = _job(session, job_type, user, status="completed", processed_items=100)
@@ -106,4 +118,4 @@ def test_a_finished_job_has_no_place_and_accepted_jobs_count_until_folded(engine
         )
         session.commit()
         assert place_in_queue(session, get_job(session, user_id=user, job_id=done)) is None
-        assert queued_items(session, user) == 40  # accepted, not folded yet; the done one: 0
+        assert await _queued(database_url, user) == 40  # accepted, not folded; the done one: 0

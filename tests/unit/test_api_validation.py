@@ -47,7 +47,7 @@ def accepted_jobs(monkeypatch):
 
     jobs: dict = {}
 
-    def record(session, *, job_id, idempotency_key, digest, **fields):
+    async def record(statements, *, job_id, idempotency_key, digest, **fields):
         job = SimpleNamespace(
             job_id=job_id,
             idempotency_key=idempotency_key,
@@ -59,10 +59,10 @@ def accepted_jobs(monkeypatch):
         jobs[job_id] = job
         return job
 
-    def find(session, *, user_id, idempotency_key):
+    async def find(statements, *, user_id, idempotency_key):
         return next((j for j in jobs.values() if j.idempotency_key == idempotency_key), None)
 
-    def mark_published(session, *, job_id):
+    async def mark_published(statements, *, job_id):
         jobs[job_id].published_at = "now"
 
     monkeypatch.setattr(acceptance, "record", record)
@@ -74,10 +74,14 @@ def accepted_jobs(monkeypatch):
 @pytest.fixture(autouse=True)
 def queued(monkeypatch):
     """The items each user has queued (no database here): ``queued[user] = n``."""
-    from ingest_api.routes import jobs as job_routes
+    from ingest_api import quota
 
     counts: dict[str, int] = {}
-    monkeypatch.setattr(job_routes, "queued_items", lambda session, user: counts.get(user, 0))
+
+    async def queued_items(statements, user):  # type: ignore[no-untyped-def]
+        return counts.get(user, 0)
+
+    monkeypatch.setattr(quota, "queued_items", queued_items)
     return counts
 
 
