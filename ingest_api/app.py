@@ -60,6 +60,7 @@ def create_app(
                 _topics(settings),
                 timeout_s=settings.api_publish_timeout_s,
                 max_event_bytes=settings.api_max_event_bytes,
+                linger_s=settings.api_publish_linger_s,
             )
             await kafka.start()
             app.state.publisher = kafka

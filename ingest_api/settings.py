@@ -41,6 +41,7 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     api_max_body_bytes: int = Field(64 << 20, ge=1024)
     api_max_item_bytes: int = Field(64 << 10, ge=64)
     api_publish_timeout_s: float = Field(10.0, gt=0)
+    api_publish_linger_s: float = Field(0.002, ge=0, le=1)
     api_rate_limit_per_s: float = Field(200.0, gt=0)
     api_rate_limit_burst: int = Field(400, ge=1)
     api_page_size: int = Field(100, ge=1)
