@@ -6,8 +6,10 @@ user) gets the same job: if the first attempt died half-way through publishing, 
 deterministic events are published again, which changes nothing downstream.
 """
 
+import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -17,6 +19,7 @@ from pydantic_core import from_json
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from ingest_api.coalescer import Coalescer
 from ingest_api.schemas import JobView
 from ingest_api.statements import Statements
 from storage.tables import AcceptedJob, Job
@@ -57,7 +60,12 @@ _FIND = f"SELECT {_COLUMNS} FROM accepted_jobs WHERE user_id = $1 AND idempotenc
 _RECORD = f"""
 INSERT INTO accepted_jobs
     (job_id, user_id, job_type, total_items, priority, metadata, idempotency_key, request_hash)
-VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)
+SELECT job_id, user_id, job_type, total_items, priority, metadata::jsonb, idempotency_key,
+       request_hash
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
+            $8::text[])
+    AS new (job_id, user_id, job_type, total_items, priority, metadata, idempotency_key,
+            request_hash)
 ON CONFLICT DO NOTHING
 RETURNING {_COLUMNS}
 """
@@ -68,8 +76,19 @@ _MARK_PUBLISHED = """
 WITH no_flush AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE accepted_jobs SET published_at = now()
 FROM no_flush
-WHERE job_id = $1 AND published_at IS NULL
+WHERE job_id = ANY($1::uuid[]) AND published_at IS NULL
 """
+
+
+class NewJob(NamedTuple):
+    job_id: UUID
+    user_id: str
+    job_type: str
+    total_items: int
+    priority: str
+    metadata: dict[str, Any] | None
+    idempotency_key: str | None
+    digest: str | None
 
 
 async def find(statements: Statements, *, user_id: str, idempotency_key: str) -> Accepted | None:
@@ -77,41 +96,68 @@ async def find(statements: Statements, *, user_id: str, idempotency_key: str) ->
     return None if row is None else Accepted(*row)
 
 
-async def record(
-    statements: Statements,
-    *,
-    job_id: UUID,
-    user_id: str,
-    job_type: str,
-    total_items: int,
-    metadata: dict[str, Any] | None,
-    idempotency_key: str | None,
-    digest: str | None,
-    priority: str = "bulk",
-) -> Accepted:
-    """Record a new job (one statement, its commit durable); when the user's Idempotency-Key
-    is taken (a race between two requests with it), return the job that has it."""
-    row = await statements.fetchrow(
-        _RECORD,
-        job_id,
-        user_id,
-        job_type,
-        total_items,
-        priority,
-        None if metadata is None else orjson.dumps(metadata).decode(),
-        idempotency_key,
-        digest,
-    )
-    if row is not None:
-        return Accepted(*row)
-    assert idempotency_key is not None  # (a new job id conflicts with nothing else)
-    winner = await find(statements, user_id=user_id, idempotency_key=idempotency_key)
-    assert winner is not None
-    return winner
+async def record_all(statements: Statements, jobs: Sequence[NewJob]) -> list[Accepted]:
+    """Record new jobs (one statement; its commit waits for the disk). A job whose user's
+    Idempotency-Key is taken (a race between two requests with it) gets the job that has
+    it."""
+    columns = list(zip(*jobs, strict=True))
+    metadata = [None if m is None else orjson.dumps(m).decode() for m in columns[5]]
+    rows = await statements.fetch(_RECORD, *columns[:5], metadata, *columns[6:])
+    recorded = {row[0]: Accepted(*row) for row in rows}
+    answers = []
+    for job in jobs:
+        accepted = recorded.get(job.job_id)
+        if accepted is None:
+            assert job.idempotency_key is not None  # (a new job id conflicts with nothing)
+            accepted = await find(
+                statements, user_id=job.user_id, idempotency_key=job.idempotency_key
+            )
+            assert accepted is not None
+        answers.append(accepted)
+    return answers
 
 
-async def mark_published(statements: Statements, *, job_id: UUID) -> None:
-    await statements.execute(_MARK_PUBLISHED, job_id)
+async def mark_all_published(statements: Statements, job_ids: Sequence[UUID]) -> list[None]:
+    await statements.execute(_MARK_PUBLISHED, list(job_ids))
+    return [None] * len(job_ids)
+
+
+class Recorder:
+    """Records accepted jobs and marks them published, many requests' jobs to a statement
+    (``ingest_api.coalescer``)."""
+
+    def __init__(self, statements: Statements):
+        self.statements = statements
+        self._record: Coalescer[NewJob, Accepted] = Coalescer(
+            functools.partial(record_all, statements)
+        )
+        self._mark: Coalescer[UUID, None] = Coalescer(
+            functools.partial(mark_all_published, statements)
+        )
+
+    async def find(self, *, user_id: str, idempotency_key: str) -> Accepted | None:
+        return await find(self.statements, user_id=user_id, idempotency_key=idempotency_key)
+
+    async def record(
+        self,
+        *,
+        job_id: UUID,
+        user_id: str,
+        job_type: str,
+        total_items: int,
+        metadata: dict[str, Any] | None,
+        idempotency_key: str | None,
+        digest: str | None,
+        priority: str = "bulk",
+    ) -> Accepted:
+        """Record a new job; when the user's Idempotency-Key is taken, the job that has it."""
+        job = NewJob(
+            job_id, user_id, job_type, total_items, priority, metadata, idempotency_key, digest
+        )
+        return await self._record(job)
+
+    async def mark_published(self, *, job_id: UUID) -> None:
+        await self._mark(job_id)
 
 
 def accepted_view(session: Session, *, user_id: str, job_id: UUID) -> JobView | None:

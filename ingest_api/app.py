@@ -8,12 +8,14 @@ from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
 from ingest_api import metrics
+from ingest_api.acceptance import Recorder
 from ingest_api.console import install_console
 from ingest_api.errors import install_error_handlers
 from ingest_api.metrics import MetricsMiddleware
 from ingest_api.openapi import install_openapi
 from ingest_api.publisher import EventPublisher, KafkaEventPublisher
 from ingest_api.quota import QueuedItemsEstimates, Records
+from ingest_api.rate_limit import Admissions
 from ingest_api.routes import health, jobs, webhooks
 from ingest_api.routes.docs import install_docs
 from ingest_api.settings import ApiSettings
@@ -44,7 +46,8 @@ def create_app(
         statements = Statements(settings.database_url)
         await statements.open()
         app.state.statements = statements
-        app.state.records = Records(statements, QueuedItemsEstimates())
+        app.state.admissions = Admissions(statements)
+        app.state.records = Records(statements, Recorder(statements), QueuedItemsEstimates())
         app.state.settings = settings
         app.state.stream_slots = StreamSlots(
             settings.api_max_streams_per_key, settings.api_max_streams

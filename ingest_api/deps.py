@@ -14,9 +14,7 @@ from ingest_api.api_keys import hash_key
 from ingest_api.errors import NotAuthenticated, RateLimited
 from ingest_api.publisher import EventPublisher
 from ingest_api.quota import Records
-from ingest_api.rate_limit import admit
 from ingest_api.settings import ApiSettings
-from ingest_api.statements import Statements
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -41,13 +39,6 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def get_statements(request: Request) -> Statements:
-    return request.app.state.statements
-
-
-StatementsDep = Annotated[Statements, Depends(get_statements)]
-
-
 async def get_records(request: Request) -> Records:
     return request.app.state.records
 
@@ -66,15 +57,13 @@ class Caller:
 
 async def get_caller(
     request: Request,
-    statements: StatementsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send an API key as 'Authorization: Bearer <key>'")
     key_hash = hash_key(credentials.credentials)
     settings = request.app.state.settings
-    admission = await admit(
-        statements,
+    admission = await request.app.state.admissions.admit(
         key_hash=key_hash,
         rate=settings.api_rate_limit_per_s,
         burst=settings.api_rate_limit_burst,

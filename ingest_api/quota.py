@@ -13,6 +13,7 @@ estimate.)"""
 import time
 from dataclasses import dataclass
 
+from ingest_api.acceptance import Recorder
 from ingest_api.errors import QueueFull
 from ingest_api.queue_place import queued_items
 from ingest_api.statements import Statements
@@ -58,6 +59,7 @@ class Records:
     estimates of each user's queued items."""
 
     statements: Statements
+    recorder: Recorder
     queued: QueuedItemsEstimates
 
 

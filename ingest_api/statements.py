@@ -70,6 +70,9 @@ class Statements:
         if self._pool is not None:
             await asyncio.wait_for(self._pool.close(), timeout=10)
 
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._run(lambda conn: conn.fetch(sql, *args))
+
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         return await self._run(lambda conn: conn.fetchrow(sql, *args))
 

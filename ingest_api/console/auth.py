@@ -10,7 +10,6 @@ from fastapi.concurrency import run_in_threadpool
 from ingest_api.console.sessions import SignedIn, signed_in
 from ingest_api.deps import Caller, SessionDep
 from ingest_api.errors import ApiError, InvalidBatch, RateLimited, TooLarge
-from ingest_api.rate_limit import admit
 
 COOKIE = "aob_console"
 SIGN_IN_COOKIE = "aob_console_sign_in"  # the sign-in form's CSRF token, before a session
@@ -41,8 +40,7 @@ async def get_signed_in(request: Request, session: SessionDep) -> SignedIn:
     if found is None:
         raise NotSignedIn("the session has ended: sign in again")
     settings = request.app.state.settings
-    admission = await admit(
-        request.app.state.statements,
+    admission = await request.app.state.admissions.admit(
         key_hash=found.key_hash,
         rate=settings.api_rate_limit_per_s,
         burst=settings.api_rate_limit_burst,

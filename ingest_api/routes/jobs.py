@@ -14,7 +14,7 @@ from events.ids import job_id_text
 from events.item_wire import SubmittedEncoder
 from events.models import JobCancelRequested, JobSubmitted, JobType
 from events.topics import Lane
-from ingest_api import acceptance, export, queries
+from ingest_api import export, queries
 from ingest_api.acceptance import Accepted, request_hash
 from ingest_api.api_keys import user_for_key_hash
 from ingest_api.deps import (
@@ -312,13 +312,10 @@ async def _accept(
 ) -> Accepted:
     accepted = None
     if idempotency_key is not None:
-        accepted = await acceptance.find(
-            records.statements, user_id=user, idempotency_key=idempotency_key
-        )
+        accepted = await records.recorder.find(user_id=user, idempotency_key=idempotency_key)
     if accepted is None:
         await check_quota(records, user, total, settings.api_max_queued_items_per_user)
-        accepted = await acceptance.record(
-            records.statements,
+        accepted = await records.recorder.record(
             job_id=job_id or uuid4(),
             user_id=user,
             job_type=handler.job_type,
@@ -373,7 +370,7 @@ async def _publish(
         raise TooLarge(f"the batch could not be published: {exc}") from exc
     except PublishError as exc:
         raise PublishFailed(f"the batch could not be published, try again: {exc}") from exc
-    await acceptance.mark_published(records.statements, job_id=accepted.job_id)
+    await records.recorder.mark_published(job_id=accepted.job_id)
     ITEMS_ACCEPTED.labels(handler.job_type).inc(accepted.total_items)
 
 

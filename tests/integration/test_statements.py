@@ -9,7 +9,7 @@ from sqlalchemy.orm import sessionmaker
 from ingest_api import acceptance
 from ingest_api.api_keys import create_key, hash_key
 from ingest_api.errors import DatabaseUnavailable
-from ingest_api.rate_limit import admit
+from ingest_api.rate_limit import Admissions
 from ingest_api.statements import Statements, asyncpg_dsn
 
 RUNS = 60
@@ -36,13 +36,13 @@ async def test_a_record_waits_for_the_disk_a_token_and_a_publication_mark_do_not
             key_hash = hash_key(create_key(session, user_id="flushes").secret)
         job_ids = [uuid.uuid4() for _ in range(RUNS)]
 
+        admissions, recorder = Admissions(statements), acceptance.Recorder(statements)
         before = await _flushes(statements)
         for _ in range(RUNS):
-            await admit(statements, key_hash=key_hash, rate=1e6, burst=1_000_000)
+            await admissions.admit(key_hash=key_hash, rate=1e6, burst=1_000_000)
         after_tokens = await _flushes(statements)
         for job_id in job_ids:
-            await acceptance.record(
-                statements,
+            await recorder.record(
                 job_id=job_id,
                 user_id="flushes",
                 job_type="query",
@@ -53,7 +53,7 @@ async def test_a_record_waits_for_the_disk_a_token_and_a_publication_mark_do_not
             )
         after_records = await _flushes(statements)
         for job_id in job_ids:
-            await acceptance.mark_published(statements, job_id=job_id)
+            await recorder.mark_published(job_id=job_id)
         after_marks = await _flushes(statements)
     finally:
         await statements.close()
@@ -66,18 +66,26 @@ async def test_a_record_waits_for_the_disk_a_token_and_a_publication_mark_do_not
 async def test_a_record_under_a_taken_idempotency_key_returns_the_first_job(database_url):
     statements = Statements(database_url, max_size=2)
     await statements.open()
+    recorder = acceptance.Recorder(statements)
     user, key = f"idem-{uuid.uuid4().hex[:8]}", "the-key"
     fields = {"user_id": user, "job_type": "query", "metadata": None, "idempotency_key": key}
     try:
-        first = await acceptance.record(
-            statements, job_id=uuid.uuid4(), total_items=3, digest="a" * 64, **fields
-        )
-        second = await acceptance.record(
-            statements, job_id=uuid.uuid4(), total_items=5, digest="b" * 64, **fields
+        first = await recorder.record(job_id=uuid.uuid4(), total_items=3, digest="a" * 64, **fields)
+        second = await recorder.record(
+            job_id=uuid.uuid4(), total_items=5, digest="b" * 64, **fields
         )
         assert second == first and first.total_items == 3 and first.published_at is None
-        await acceptance.mark_published(statements, job_id=first.job_id)
-        found = await acceptance.find(statements, user_id=user, idempotency_key=key)
+        # in one statement: both get the first one's job; a job without a key its own
+        racing = [
+            acceptance.NewJob(uuid.uuid4(), user, "query", n, "bulk", None, f"race-{user}", "c")
+            for n in (1, 2)
+        ]
+        alone = acceptance.NewJob(uuid.uuid4(), user, "query", 7, "bulk", {"m": "é"}, None, None)
+        answers = await acceptance.record_all(statements, [*racing, alone])
+        assert answers[0] == answers[1] and answers[0].job_id == racing[0].job_id
+        assert answers[2].job_id == alone.job_id and answers[2].total_items == 7
+        await recorder.mark_published(job_id=first.job_id)
+        found = await recorder.find(user_id=user, idempotency_key=key)
         assert found is not None and found.published_at is not None
     finally:
         await statements.close()

@@ -47,7 +47,7 @@ def accepted_jobs(monkeypatch):
 
     jobs: dict = {}
 
-    async def record(statements, *, job_id, idempotency_key, digest, **fields):
+    async def record(recorder, *, job_id, idempotency_key, digest, **fields):
         job = SimpleNamespace(
             job_id=job_id,
             idempotency_key=idempotency_key,
@@ -59,15 +59,15 @@ def accepted_jobs(monkeypatch):
         jobs[job_id] = job
         return job
 
-    async def find(statements, *, user_id, idempotency_key):
+    async def find(recorder, *, user_id, idempotency_key):
         return next((j for j in jobs.values() if j.idempotency_key == idempotency_key), None)
 
-    async def mark_published(statements, *, job_id):
+    async def mark_published(recorder, *, job_id):
         jobs[job_id].published_at = "now"
 
-    monkeypatch.setattr(acceptance, "record", record)
-    monkeypatch.setattr(acceptance, "find", find)
-    monkeypatch.setattr(acceptance, "mark_published", mark_published)
+    monkeypatch.setattr(acceptance.Recorder, "record", record)
+    monkeypatch.setattr(acceptance.Recorder, "find", find)
+    monkeypatch.setattr(acceptance.Recorder, "mark_published", mark_published)
     return jobs
 
 
