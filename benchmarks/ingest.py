@@ -4,7 +4,8 @@ Starts one ``batchctl api`` on fresh topics, then measures:
 - ``items_per_s_json`` / ``items_per_s_ndjson``: one 100,000-item batch, POST to 202;
 - ``p99_ms``, ``p50_ms``, ``requests_per_s``: 10-item POSTs from 50 concurrent clients, each
   with a kept-alive connection, sent by Debian's ``wrk`` (a Lua script writes each body:
-  ``benchmarks/wrk/small_jobs.lua``) for ``--small-seconds``, or, without wrk (or with
+  ``benchmarks/wrk/small_jobs.lua``) for ``--small-seconds`` after two seconds of the same
+  to warm up, or, without wrk (or with
   ``--load-generator python``), ``--requests`` of them by an httpx client in this process,
   which is the limit before the API is (``small_requests_by`` says which);
 - ``peak_rss_mb``: the API process's peak RSS, which includes a 1,000,000-item NDJSON upload.
@@ -36,6 +37,7 @@ from benchmarks.common import (
     machine,
     peak_rss_mb,
     post_ndjson,
+    scratch_database,
     services,
     wait_ready,
 )
@@ -119,16 +121,31 @@ def main(  # type: ignore[type-arg]
     load_generator: str = "wrk",
     api_processes: int = 1,
 ) -> dict:
+    with scratch_database() as url:  # fresh tables each run: no earlier run's rows
+        return _measure(
+            url, items, upload_items, requests, small_seconds, load_generator, api_processes
+        )
+
+
+def _measure(  # type: ignore[type-arg]
+    database_url: str,
+    items: int,
+    upload_items: int,
+    requests: int,
+    small_seconds: float,
+    load_generator: str,
+    api_processes: int,
+) -> dict:
     settings = fresh_settings()
     asyncio.run(create_topics(settings, job_types()))
-    engine = make_engine(os.environ["DATABASE_URL"], pool_size=1)
+    engine = make_engine(database_url, pool_size=1)
     with sessionmaker(engine)() as session:
-        # a user of its own: earlier runs' items, never served, fill no quota of this one
         key = create_key(session, user_id=f"bench-{uuid.uuid4().hex[:8]}").secret
     engine.dispose()
     port = free_port()
     env = {
         **os.environ,
+        "DATABASE_URL": database_url,
         "BATCH_TOPIC_PREFIX": settings.topic_prefix,
         "LOG_LEVEL": "WARNING",
         "API_MAX_ITEMS_PER_REQUEST": str(max(items, 100_000)),
@@ -153,6 +170,7 @@ def main(  # type: ignore[type-arg]
             ndjson_s, _ = post_ndjson(http, "query", ndjson_chunks(items))
             if load_generator == "wrk":
                 print(f"POSTs of 10 items from 50 clients (wrk, {small_seconds:g}s)", flush=True)
+                wrk_posts(base, key, 2, 50)  # warm: connections opened, statements prepared
                 p99, p50, requests_per_s, requests = wrk_posts(base, key, small_seconds, 50)
             else:
                 print(f"{requests:,} POSTs of 10 items from 50 clients ...", flush=True)
