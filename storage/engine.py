@@ -20,24 +20,18 @@ def make_engine(
     *,
     pool_size: int = 5,
     max_overflow: int = 10,
-    autocommit: bool = False,
     ping_after_idle_s: float | None = None,
 ) -> Engine:
     """An engine whose pool tests a connection before handing it out: every time (the
     default), or, with ``ping_after_idle_s``, only one that sat unused in the pool longer
     than that (a busy process then pays no round trip per checkout, and a connection that
     outlived a restart of PostgreSQL while idle is still replaced before use; one in use at
-    the restart fails its statement, and the pool renews every older connection).
-
-    ``autocommit``: each statement commits by itself, with no BEGIN and COMMIT round trips
-    (for work that is one statement)."""
-    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    the restart fails its statement, and the pool renews every older connection)."""
     engine = create_engine(
         normalise_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=ping_after_idle_s is None,
-        **options,
     )
     if ping_after_idle_s is not None:
         _ping_when_idle(engine, ping_after_idle_s)
