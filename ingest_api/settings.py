@@ -16,9 +16,9 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     ``API_MAX_ITEMS_PER_UPLOAD`` (5000000, NDJSON uploads), ``API_MAX_BODY_BYTES`` (64 MiB,
     JSON bodies), ``API_MAX_ITEM_BYTES`` (64 KiB), ``API_PUBLISH_TIMEOUT_S`` (10: with
     Kafka unreachable a submission answers 503 within it), ``API_PUBLISH_LINGER_S`` (0.002:
-    how long events wait for others' to share a request to Kafka), ``API_RATE_LIMIT_PER_S`` (200) and
-    ``API_RATE_LIMIT_BURST`` (400) per key, shared by every API process, ``API_PAGE_SIZE`` (100),
-    ``API_MAX_PAGE_SIZE`` (1000); ``API_MAX_METADATA_BYTES`` (16 KiB), ``API_MAX_EVENT_BYTES``
+    how long events wait for others' to share a request to Kafka), ``API_RATE_LIMIT_PER_S``
+    (200) and ``API_RATE_LIMIT_BURST`` (400) per key, shared by every API process,
+    ``API_PAGE_SIZE`` (100), ``API_MAX_PAGE_SIZE`` (1000); ``API_MAX_METADATA_BYTES`` (16 KiB), ``API_MAX_EVENT_BYTES``
     (1,000,000: what the workers and the projector take, and less than a broker takes by
     default; at most the broker's ``max.message.bytes``); NDJSON uploads:
     ``API_MAX_UPLOAD_BYTES`` (4 GiB), ``API_UPLOAD_IDLE_TIMEOUT_S`` (30) and
