@@ -11,29 +11,29 @@ from streaming.settings import KafkaSettings
 
 
 class ApiSettings(KafkaSettings, DatabaseSettings):
-    """Environment: the Kafka variables, ``DATABASE_URL``, ``API_HOST`` (127.0.0.1),
-    ``API_PORT`` (8000), ``API_MAX_ITEMS_PER_REQUEST`` (100000, JSON bodies),
-    ``API_MAX_ITEMS_PER_UPLOAD`` (5000000, NDJSON uploads), ``API_MAX_BODY_BYTES`` (64 MiB,
-    JSON bodies), ``API_MAX_ITEM_BYTES`` (64 KiB), ``API_PUBLISH_TIMEOUT_S`` (10: with
-    Kafka unreachable a submission answers 503 within it), ``API_PUBLISH_LINGER_S`` (0.002:
-    how long events wait for others' to share a request to Kafka), ``API_RATE_LIMIT_PER_S``
-    (200) and ``API_RATE_LIMIT_BURST`` (400) per key, shared by every API process,
-    ``API_PAGE_SIZE`` (100), ``API_MAX_PAGE_SIZE`` (1000); ``API_MAX_METADATA_BYTES`` (16 KiB), ``API_MAX_EVENT_BYTES``
-    (1,000,000: what the workers and the projector take, and less than a broker takes by
-    default; at most the broker's ``max.message.bytes``); NDJSON uploads:
+    """Environment: the Kafka variables, ``DATABASE_URL``, ``API_HOST`` (127.0.0.1), ``API_PORT``
+    (8000), ``API_MAX_ITEMS_PER_REQUEST`` (100000, JSON bodies), ``API_MAX_ITEMS_PER_UPLOAD``
+    (5000000, NDJSON uploads), ``API_MAX_BODY_BYTES`` (64 MiB, JSON bodies),
+    ``API_MAX_ITEM_BYTES`` (64 KiB), ``API_PUBLISH_TIMEOUT_S`` (10: with Kafka unreachable a
+    submission answers 503 within it), ``API_PUBLISH_LINGER_S`` (0.002: how long events wait for
+    others' to share a request to Kafka), ``API_RATE_LIMIT_PER_S`` (200) and
+    ``API_RATE_LIMIT_BURST`` (400) per key, shared by every API process, ``API_PAGE_SIZE``
+    (100), ``API_MAX_PAGE_SIZE`` (1000); ``API_MAX_METADATA_BYTES`` (16 KiB),
+    ``API_MAX_EVENT_BYTES`` (1,000,000: what the workers and the projector take, and less than a
+    broker takes by default; at most the broker's ``max.message.bytes``); NDJSON uploads:
     ``API_MAX_UPLOAD_BYTES`` (4 GiB), ``API_UPLOAD_IDLE_TIMEOUT_S`` (30) and
     ``API_UPLOAD_TIMEOUT_S`` (3600); progress streams: ``API_MAX_STREAMS_PER_KEY`` (10),
     ``API_MAX_STREAMS`` (1000), ``API_STREAM_MAX_S`` (3600: then the client reconnects) and
     ``API_STREAM_KEY_CHECK_S`` (30: a revoked key's streams end within it); lanes:
     ``API_INTERACTIVE_DEFAULT_MAX_ITEMS`` (1000: a job of up to this many items goes to the
-    interactive lane unless it asks for bulk), ``API_INTERACTIVE_MAX_ITEMS`` (10000: the
-    largest job a key may send to the interactive lane, unless an operator set the key's
-    own cap); quota: ``API_MAX_QUEUED_ITEMS_PER_USER`` (10000000: a submission that would put
-    more of a user's items without an outcome in the queues is refused, 429); the web console:
+    interactive lane unless it asks for bulk), ``API_INTERACTIVE_MAX_ITEMS`` (10000: the largest
+    job a key may send to the interactive lane, unless an operator set the key's own cap);
+    quota: ``API_MAX_QUEUED_ITEMS_PER_USER`` (10000000: a submission that would put more of a
+    user's items without an outcome in the queues is refused, 429); the web console:
     ``API_CONSOLE_SESSION_S`` (43200: a sign-in lasts this long); webhooks:
     ``WEBHOOK_ALLOWED_HOSTS`` (as the notifier's: a callback URL that can never be called is
-    refused at submission, 422), ``WEBHOOK_RETRY_WINDOW_S`` (86400: a redelivery is retried
-    this long)."""
+    refused at submission, 422), ``WEBHOOK_RETRY_WINDOW_S`` (86400: a redelivery is retried this
+    long)."""
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
