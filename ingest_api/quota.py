@@ -10,7 +10,9 @@ is never based on a stale count. (The quota was never exact: two submissions at 
 moment may both pass; other API processes' acceptances within ``FRESH_S`` are not in the
 estimate.)"""
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ingest_api.acceptance import Recorder
@@ -30,6 +32,7 @@ class QueuedItemsEstimates:
         self.fresh_s = fresh_s
         self.max_users = max_users
         self._known: dict[str, tuple[float, int]] = {}
+        self._reading: dict[str, asyncio.Future[int]] = {}
 
     def lets_through(self, user: str, total: int, cap: int) -> bool:
         """Whether the estimate, read within ``fresh_s``, leaves room for ``total`` more
@@ -38,6 +41,24 @@ class QueuedItemsEstimates:
         if known is None or time.monotonic() - known[0] > self.fresh_s:
             return False
         return known[1] + total <= cap // 2
+
+    async def read_afresh(self, user: str, count: Callable[[], Awaitable[int]]) -> int:
+        """The user's count, read by ``count``: one read at a time per user, shared by every
+        request that needs it meanwhile (a thousand requests a second must not each run
+        it when the estimate goes stale)."""
+        reading = self._reading.get(user)
+        if reading is None:
+            reading = asyncio.ensure_future(count())
+            self._reading[user] = reading
+            reading.add_done_callback(lambda done: self._read(user, done))
+        # (shielded: a request that goes away does not cancel the others' read)
+        return await asyncio.shield(reading)
+
+    def _read(self, user: str, done: asyncio.Future[int]) -> None:
+        if self._reading.get(user) is done:
+            del self._reading[user]
+        if not done.cancelled() and done.exception() is None:
+            self.read(user, done.result())
 
     def read(self, user: str, queued: int) -> None:
         now = time.monotonic()
@@ -68,8 +89,7 @@ async def check_quota(records: Records, user: str, total: int, cap: int) -> None
     estimate leaves room under half the cap, no query; else the count is read afresh."""
     if records.queued.lets_through(user, total, cap):
         return
-    queued = await queued_items(records.statements, user)
-    records.queued.read(user, queued)
+    queued = await records.queued.read_afresh(user, lambda: queued_items(records.statements, user))
     if queued + total > cap:
         raise QueueFull(
             f"{queued} of your items are queued, and this job's {total} would pass the "
