@@ -32,12 +32,14 @@ import httpx
 from sqlalchemy.orm import sessionmaker
 
 from benchmarks.common import (
+    cpu_s,
     free_port,
     fresh_settings,
     machine,
     peak_rss_mb,
     post_ndjson,
     scratch_database,
+    service_cpu_s,
     services,
     wait_ready,
 )
@@ -171,12 +173,23 @@ def _measure(  # type: ignore[type-arg]
             if load_generator == "wrk":
                 print(f"POSTs of 10 items from 50 clients (wrk, {small_seconds:g}s)", flush=True)
                 wrk_posts(base, key, 2, 50)  # warm: connections opened, statements prepared
+                api_before, services_before = cpu_s(api.pid), service_cpu_s()
                 p99, p50, requests_per_s, requests = wrk_posts(base, key, small_seconds, 50)
             else:
                 print(f"{requests:,} POSTs of 10 items from 50 clients ...", flush=True)
+                api_before, services_before = cpu_s(api.pid), service_cpu_s()
                 p99, p50, requests_per_s = asyncio.run(
                     concurrent_posts(base, headers, requests, 50)
                 )
+            # (with --api-processes above 1 the API's own figure is its supervisor's: 0)
+            api_after, services_after = cpu_s(api.pid), service_cpu_s()
+            small_cpu_ms = {
+                "api": round((api_after - api_before) * 1000 / requests, 3),
+                **{
+                    name: round((services_after[name] - services_before[name]) * 1000 / requests, 3)
+                    for name in ("postgres", "kafka")
+                },
+            }
             print(f"uploading {upload_items:,} items as NDJSON ...", flush=True)
             upload_s, accepted = post_ndjson(http, "query", ndjson_chunks(upload_items))
             assert accepted["total_items"] == upload_items
@@ -197,6 +210,7 @@ def _measure(  # type: ignore[type-arg]
         "requests_per_s": round(requests_per_s),
         "requests": requests,
         "small_requests_by": load_generator,
+        "small_request_cpu_ms": small_cpu_ms,
         "api_processes": api_processes,
         "upload_items": upload_items,
         "upload_items_per_s": round(upload_items / upload_s),
