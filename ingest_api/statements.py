@@ -7,11 +7,10 @@ API's CPU; here a statement is prepared once per connection and costs tens of
 microseconds, and PostgreSQL plans it once. Everything else (pages, exports, the console)
 stays on SQLAlchemy.
 
-PostgreSQL away (refused, restarted, shut down, no free connection in the pool and an
-answer to the statement within ``TIMEOUT_S``) is
-``DatabaseUnavailable``: a 503 with Retry-After. The pool opens connections as they are
-needed (none at start-up: the API starts while PostgreSQL is down) and replaces a broken
-one."""
+PostgreSQL away (refused, restarted, shut down; no connection from the pool and answer to
+the statement within ``TIMEOUT_S``) is ``DatabaseUnavailable``: a 503 with Retry-After.
+The pool opens connections as they are needed (none at start-up: the API starts while
+PostgreSQL is down) and replaces a broken one."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -67,8 +66,12 @@ class Statements:
         await self._pool  # with min_size 0 this connects nothing yet
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await asyncio.wait_for(self._pool.close(), timeout=10)
+        if self._pool is None:
+            return
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=TIMEOUT_S)
+        except TimeoutError:  # a connection that does not answer: closed without a goodbye
+            self._pool.terminate()
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await self._run(lambda conn: conn.fetch(sql, *args))
