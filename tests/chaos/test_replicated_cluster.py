@@ -84,6 +84,8 @@ def _topic_layout(settings: KafkaSettings) -> dict[str, tuple[int, str, str]]:
                         e["config_names"]: e["config_value"] for e in resource["config_entries"]
                     }
                     name = resource["resource_name"]
+                    if resource["error_code"] or "min.insync.replicas" not in entries:
+                        return {}  # a broker that has not got the topic's config yet: again
                     (copies,) = replicas[name]
                     layout[name] = (
                         copies,
