@@ -45,9 +45,8 @@ def create_app(
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
         statements = Statements(settings.database_url)
         await statements.open()
-        app.state.statements = statements
         app.state.admissions = Admissions(statements)
-        app.state.records = Records(statements, Recorder(statements), QueuedItemsEstimates())
+        app.state.records = Records(Recorder(statements), QueuedItemsEstimates())
         app.state.settings = settings
         app.state.stream_slots = StreamSlots(
             settings.api_max_streams_per_key, settings.api_max_streams

@@ -193,22 +193,23 @@ def install_error_handlers(app: FastAPI) -> None:
             },
         )
 
-    @app.exception_handler(SQLAlchemyOperationalError)
-    async def _database_down(request: Request, exc: SQLAlchemyOperationalError) -> JSONResponse:
+    # PostgreSQL away, or every connection of the process's pool in use for ``pool_timeout``
+    # seconds: try again shortly
+    database_codes = {
+        SQLAlchemyOperationalError: "database_unavailable",
+        PoolTimeout: "database_busy",
+    }
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        code = next(c for kind, c in database_codes.items() if isinstance(exc, kind))
         return JSONResponse(
             status_code=503,
-            content={"error": "database_unavailable", "detail": "try again shortly"},
+            content={"error": code, "detail": "try again shortly"},
             headers={"Retry-After": "2"},
         )
 
-    @app.exception_handler(PoolTimeout)
-    async def _database_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
-        # every connection of the process's pool in use for ``pool_timeout`` seconds
-        return JSONResponse(
-            status_code=503,
-            content={"error": "database_busy", "detail": "try again shortly"},
-            headers={"Retry-After": "2"},
-        )
+    for kind in database_codes:
+        app.add_exception_handler(kind, _database)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from ingest_api.acceptance import Recorder
 from ingest_api.errors import QueueFull
 from ingest_api.queue_place import queued_items
-from ingest_api.statements import Statements
 
 FRESH_S = 1.0
 MAX_USERS = 10_000  # users remembered; past it, the stale ones are forgotten
@@ -76,10 +75,9 @@ class QueuedItemsEstimates:
 
 @dataclass(frozen=True)
 class Records:
-    """Where a submission is checked and recorded: the API's statements, and the process's
-    estimates of each user's queued items."""
+    """Where a submission is checked and recorded: the job records (and their statements),
+    and the process's estimates of each user's queued items."""
 
-    statements: Statements
     recorder: Recorder
     queued: QueuedItemsEstimates
 
@@ -89,7 +87,9 @@ async def check_quota(records: Records, user: str, total: int, cap: int) -> None
     estimate leaves room under half the cap, no query; else the count is read afresh."""
     if records.queued.lets_through(user, total, cap):
         return
-    queued = await records.queued.read_afresh(user, lambda: queued_items(records.statements, user))
+    queued = await records.queued.read_afresh(
+        user, lambda: queued_items(records.recorder.statements, user)
+    )
     if queued + total > cap:
         raise QueueFull(
             f"{queued} of your items are queued, and this job's {total} would pass the "

@@ -2,6 +2,7 @@
 refusal, and one count at a time per user however many requests need it."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,7 +26,8 @@ def counted(monkeypatch):  # type: ignore[no-untyped-def]
 
 
 def _records(fresh_s: float = 60) -> Records:
-    return Records(None, None, QueuedItemsEstimates(fresh_s=fresh_s))  # type: ignore[arg-type]
+    recorder = SimpleNamespace(statements=None)  # (the count is faked above)
+    return Records(recorder, QueuedItemsEstimates(fresh_s=fresh_s))  # type: ignore[arg-type]
 
 
 async def test_far_from_the_cap_the_estimate_serves_and_counts_what_was_accepted(counted):
