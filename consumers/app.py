@@ -2,11 +2,14 @@
 
 A producer that Kafka stops acknowledging (a fatal producer error) is not patched up: the
 worker session ends without committing past it, and a new session with new clients resumes
-from the committed offsets. Deterministic outcome ids make the repeats harmless.
+from the committed offsets. Deterministic outcome ids make the repeats harmless. So does a
+consumer that failed (a ``KafkaError`` out of it).
 """
 
 import asyncio
 import logging
+
+from aiokafka.errors import KafkaError
 
 from consumers.cancellations import CancellationWatcher
 from consumers.settings import WorkerSettings
@@ -36,6 +39,11 @@ async def run_worker(
                 await _session(settings, handler, engine, stop)
             except DeliveryFailed as exc:
                 log.error("outcomes were not acknowledged (%s); reconnecting", exc)
+                await asyncio.sleep(1)
+            except KafkaError as exc:
+                # e.g. aiokafka ends a consumer on an unexpected error of its group
+                # coordination (a broker dying under it): a new session, new clients.
+                log.error("Kafka client failed (%r); reconnecting", exc)
                 await asyncio.sleep(1)
     finally:
         await handler.stop()

@@ -3,7 +3,8 @@
 Two loops: the intake reads the notifications topic (its own consumer group) into
 deliveries, committing offsets behind them; the dispatcher sends what is due. Either
 survives PostgreSQL or Kafka going away: the intake retries the same batch until it is
-stored (its offsets uncommitted until then), the dispatcher claims again after a pause.
+stored (its offsets uncommitted until then), the dispatcher claims again after a pause; a
+Kafka client that failed ends the intake's session, and a new one starts with new clients.
 """
 
 import asyncio
@@ -13,6 +14,7 @@ from datetime import timedelta
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from sqlalchemy import Engine
 
@@ -44,6 +46,30 @@ async def run_notifier(settings: NotifierSettings, stop: asyncio.Event | None = 
         timeout=settings.webhook_timeout_s,
         limits=limits,
     )
+    dispatcher = Dispatcher(settings, engine, client)
+    dispatching = asyncio.create_task(dispatcher.run(stop))
+    try:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await _kafka_session(settings, engine, dispatcher, stop)
+            except KafkaError as exc:
+                # A consumer that gave up (aiokafka ends one on an unexpected error of its
+                # group coordination, as when a broker dies under it): new clients, from
+                # the committed offsets; deliveries already stored are not stored twice.
+                log.warning("Kafka client failed (%r); a new session in %.1fs", exc, backoff)
+                await wait_or_stop(stop, backoff)
+                backoff = min(5.0, backoff * 2)
+    finally:
+        stop.set()
+        await dispatching
+        await client.aclose()
+        engine.dispose()
+
+
+async def _kafka_session(
+    settings: NotifierSettings, engine: Engine, dispatcher: Dispatcher, stop: asyncio.Event
+) -> None:
     consumer = make_consumer(
         settings,
         settings.topics.notifications,
@@ -52,7 +78,6 @@ async def run_notifier(settings: NotifierSettings, stop: asyncio.Event | None = 
         metadata_max_age_ms=10_000,
     )
     producer = make_producer(settings)
-    dispatcher = Dispatcher(settings, engine, client)
     try:
         await _start_kafka(producer, consumer, stop)
         if stop.is_set():
@@ -62,22 +87,17 @@ async def run_notifier(settings: NotifierSettings, stop: asyncio.Event | None = 
             settings.topics.notifications,
             settings.webhook_allowed_hosts or "(no host: https only)",
         )
-        dispatching = asyncio.create_task(dispatcher.run(stop))
         lag = asyncio.create_task(track_lag(consumer, settings.group_id()))
         try:
             letters = DeadLetterPublisher(producer, settings.topics.dlq)
             await _intake_loop(settings, engine, consumer, letters, dispatcher, stop)
         finally:
-            stop.set()
             lag.cancel()
-            await dispatching
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
         with contextlib.suppress(Exception):
             await producer.stop()
-        await client.aclose()
-        engine.dispose()
 
 
 async def _start_kafka(

@@ -6,8 +6,9 @@ writes are ordered so that two never need the same rows in opposite orders, and 
 worked out from a job's row as committed (``projections.writer``). Each session holds a
 PostgreSQL advisory lock named after its projection in shared mode, so that an in-place
 ``replay`` (which takes it alone) can tell that a projector is running. A lost database
-connection ends the session; the next one starts after a growing delay and resumes from the
-positions stored with the rows, so the tables end exact whatever was in flight.
+connection, or a Kafka client that failed, ends the session; the next one starts after a
+growing delay and resumes from the positions stored with the rows, so the tables end exact
+whatever was in flight.
 """
 
 import asyncio
@@ -18,6 +19,7 @@ from typing import Any
 
 import psycopg2
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from projections.announcer import Announcer
@@ -77,6 +79,11 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event | None 
             continue
         except DATABASE_ERRORS as exc:
             log.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
+        except KafkaError as exc:
+            # A client that gave up (aiokafka ends its consumer on an unexpected error of
+            # its group coordination, as when a broker dies under it) is not patched up: a
+            # new session with new clients resumes from the positions stored with the rows.
+            log.warning("Kafka client failed (%r); a new session in %.1fs", exc, backoff)
         await wait_or_stop(stop, backoff)
         backoff = min(MAX_BACKOFF_S, backoff * 2)
 
