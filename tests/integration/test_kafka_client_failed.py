@@ -2,11 +2,11 @@
 consumer on an unexpected error of its group coordination, as when a broker is killed under
 it: "Unexpected error during coordination RuntimeError('unable to perform operation on
 <TCPTransport closed=True ...>')") ends that session, not the process: a new session with new
-clients resumes, and nothing is lost or repeated. Real Kafka and PostgreSQL; the process runs
-in a thread of the test, its consumer's ``getmany`` failing once mid-way, as aiokafka's does."""
+clients resumes, and nothing is lost or repeated. Real Kafka and PostgreSQL; the process runs in a
+forked child of the test, its consumer's ``getmany`` failing once mid-way, as aiokafka's does."""
 
 import asyncio
-import threading
+import multiprocessing
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -39,18 +39,19 @@ class FailsOnce:
     """``AIOKafkaConsumer.getmany`` of the consumers of one group, failing once, after some
     records came."""
 
-    def __init__(self, group_id: str):
+    def __init__(self, group_id: str, failed: Any):
         self.group_id = group_id
         self.records_seen = 0
-        self.failed = False
+        self.failed = failed  # a multiprocessing Event, set when it failed
         self.real = AIOKafkaConsumer.getmany
 
     async def __call__(self, consumer: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
-        if consumer._group_id == self.group_id and self.records_seen > 0 and not self.failed:
-            self.failed = True
+        ours = consumer._group_id == self.group_id
+        if ours and self.records_seen > 0 and not self.failed.is_set():
+            self.failed.set()
             raise COORDINATION_FAILED
         batch = await self.real(consumer, *args, **kwargs)
-        if consumer._group_id == self.group_id:
+        if ours:
             self.records_seen += sum(len(records) for records in batch.values())
         return batch
 
@@ -61,31 +62,30 @@ class FailsOnce:
         return getmany
 
 
-class InThread:
-    """Runs ``run(stop)`` on an event loop of its own thread until ``stop_and_join``."""
+class Forked:
+    """A process's main coroutine (``run``, stopped by SIGTERM as the real process is) in a
+    forked child of the test, in which ``getmany`` fails once for ``group_id``'s consumers.
+    (A child of its own: nothing it does reaches the test's interpreter.)"""
 
-    def __init__(self, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]):
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, args=(run,), daemon=True)
-        self.thread.start()
+    def __init__(self, group_id: str, run: Callable[[], Coroutine[Any, Any, None]]):
+        context = multiprocessing.get_context("fork")
+        self.failed = context.Event()
+        self.process = context.Process(target=self._main, args=(group_id, run), daemon=True)
+        self.process.start()
 
-    def _main(self, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-        try:
-            self.loop.run_until_complete(run(self.stop))
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-        finally:
-            self.loop.close()
+    def _main(self, group_id: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        AIOKafkaConsumer.getmany = FailsOnce(group_id, self.failed).method()  # type: ignore[method-assign]
+        asyncio.run(run())
 
     def alive(self) -> bool:
-        return self.thread.is_alive()
+        return self.process.is_alive()
 
-    def stop_and_join(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(60)
+    def stop(self) -> int | None:
+        """SIGTERM, as a supervisor stops it; its exit status (0: it stopped cleanly)."""
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(60)
+        return self.process.exitcode
 
 
 @pytest.fixture
@@ -93,17 +93,14 @@ def process_env(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> I
     for name, value in stack_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("METRICS_PORT", raising=False)
-    # what a process does to its whole interpreter, left out of the test's
-    monkeypatch.setattr(projections.app.garbage_collector, "settle_after_start_up", lambda: None)
-    monkeypatch.setattr(projections.app, "favour_the_writer", lambda: None)
     yield
 
 
 def _assert_completed_exactly(
-    engine: Any, job_id: uuid.UUID, process: InThread, success: int, failed: int
+    engine: Any, job_id: uuid.UUID, process: Forked, success: int, failed: int
 ) -> None:
     def completed() -> dict[str, Any] | None:
-        assert process.alive(), f"the process ended: {process.error!r}"
+        assert process.alive(), f"the process ended (exit status {process.process.exitcode})"
         job = job_row(engine, job_id)
         return job if job is not None and job["status"] == "completed" else None
 
@@ -116,11 +113,9 @@ def _assert_completed_exactly(
 
 
 def test_the_projector_starts_a_new_session_when_its_consumer_fails(
-    kafka_settings, engine, process_env, monkeypatch
+    kafka_settings, engine, process_env
 ):
     settings = ProjectorSettings()
-    getmany = FailsOnce(settings.group_id())
-    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany.method())
     topics = kafka_settings.topics
     job_id, events = f.mixed_job(ITEMS)
     routes = {"JobSubmitted": topics.jobs, "ItemSubmitted": topics.items("query")}
@@ -133,23 +128,19 @@ def test_the_projector_starts_a_new_session_when_its_consumer_fails(
             ],
         )
     )
-    projector = InThread(lambda stop: projections.app.run_projector(settings, stop))
+    projector = Forked(settings.group_id(), lambda: projections.app.run_projector(settings))
     try:
         failed = sum(1 for i in range(ITEMS) if i % 5 == 3 or i % 7 == 6)
         _assert_completed_exactly(engine, job_id, projector, ITEMS - failed, failed)
-        assert getmany.failed, "the consumer was never made to fail"
+        assert projector.failed.is_set(), "the consumer was never made to fail"
     finally:
-        projector.stop_and_join()
-    assert projector.error is None, projector.error
+        assert projector.stop() == 0
 
 
 def test_a_worker_starts_a_new_session_when_its_consumer_fails(
-    kafka_settings, engine, process_env, processes, monkeypatch
+    kafka_settings, engine, process_env, processes
 ):
     settings = WorkerSettings()
-    getmany = FailsOnce(settings.group_id("query"))
-    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany.method())
-    monkeypatch.setattr(consumers.app.garbage_collector, "settle_after_start_up", lambda: None)
     processes.start("projector")  # a process of its own: its consumer is aiokafka's own
     topics = kafka_settings.topics
     job_id = uuid.uuid4()
@@ -168,13 +159,12 @@ def test_a_worker_starts_a_new_session_when_its_consumer_fails(
             ],
         )
     )
-    worker = InThread(lambda stop: consumers.app.run_worker(settings, "query", stop))
+    worker = Forked(settings.group_id("query"), lambda: consumers.app.run_worker(settings, "query"))
     try:
         _assert_completed_exactly(engine, job_id, worker, ITEMS, 0)
-        assert getmany.failed, "the consumer was never made to fail"
+        assert worker.failed.is_set(), "the consumer was never made to fail"
     finally:
-        worker.stop_and_join()
-    assert worker.error is None, worker.error
+        assert worker.stop() == 0
 
 
 def test_the_notifier_starts_a_new_session_when_its_consumer_fails(
@@ -183,18 +173,16 @@ def test_the_notifier_starts_a_new_session_when_its_consumer_fails(
     monkeypatch.setenv("WEBHOOK_ALLOWED_HOSTS", "127.0.0.2")
     monkeypatch.setenv("PROJECTOR_ANNOUNCE_SWEEP_S", "1")
     settings = NotifierSettings()
-    getmany = FailsOnce(settings.group_id())
-    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany.method())
     processes.start("projector", PROJECTOR_ANNOUNCE_SWEEP_S="1")
     processes.start("worker", "--job-type", "query")
     receiver = Receiver().start()
-    notifier = InThread(lambda stop: notifications.app.run_notifier(settings, stop))
+    notifier = Forked(settings.group_id(), lambda: notifications.app.run_notifier(settings))
     api_settings = api_settings.model_copy(update={"webhook_allowed_hosts": "127.0.0.2"})
     try:
         with TestClient(create_app(api_settings)) as api:
 
             def delivered(path: str) -> Any:
-                assert notifier.alive(), f"the notifier ended: {notifier.error!r}"
+                assert notifier.alive(), f"the notifier ended ({notifier.process.exitcode})"
                 return receiver.requests(path)
 
             def submit(path: str) -> None:
@@ -209,11 +197,10 @@ def test_the_notifier_starts_a_new_session_when_its_consumer_fails(
             first, second = f"/before/{uuid.uuid4().hex}", f"/after/{uuid.uuid4().hex}"
             submit(first)
             wait_for(lambda: delivered(first), 90, "the first job's webhook")
-            wait_for(lambda: getmany.failed or not notifier.alive(), 30, "the consumer failed")
+            wait_for(notifier.failed.is_set, 30, "the consumer failed")
             submit(second)  # read by the notifier's next session
             wait_for(lambda: delivered(second), 90, "the second job's webhook")
             assert len(receiver.requests(first)) == len(receiver.requests(second)) == 1
     finally:
-        notifier.stop_and_join()
         receiver.stop()
-    assert notifier.error is None, notifier.error
+        assert notifier.stop() == 0
