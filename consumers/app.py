@@ -37,13 +37,10 @@ async def run_worker(
         while not stop.is_set():
             try:
                 await _session(settings, handler, engine, stop)
-            except DeliveryFailed as exc:
-                log.error("outcomes were not acknowledged (%s); reconnecting", exc)
-                await asyncio.sleep(1)
-            except KafkaError as exc:
-                # e.g. aiokafka ends a consumer on an unexpected error of its group
-                # coordination (a broker dying under it): a new session, new clients.
-                log.error("Kafka client failed (%r); reconnecting", exc)
+            except (DeliveryFailed, KafkaError) as exc:
+                # outcomes not acknowledged, or a consumer aiokafka ended (an unexpected
+                # error of its group coordination, as when a broker dies under it)
+                log.error("Kafka failed the session (%r); reconnecting", exc)
                 await asyncio.sleep(1)
     finally:
         await handler.stop()

@@ -281,6 +281,7 @@ def test_the_broker_killed_and_brought_back(engine, kafka_settings, processes):
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: kafka_broker.running_pid(dev) is None, 30, "the broker to die")
+        time.sleep(20)  # away for a while: every client's retries, then new sessions
         # what `dev up` does for its own broker (tests/e2e/test_dev_up_recovery.py runs the
         # command itself; here it would rewrite the checkout's .dev/env)
         print(kafka_broker.start(dev))

@@ -35,31 +35,24 @@ COORDINATION_FAILED = KafkaError(
 )
 
 
-class FailsOnce:
-    """``AIOKafkaConsumer.getmany`` of the consumers of one group, failing once, after some
-    records came."""
+def fails_once(group_id: str, failed: Any) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """An ``AIOKafkaConsumer.getmany`` that fails once for the consumers of one group, after
+    some records came (``failed``: a multiprocessing Event, set when it failed)."""
+    real = AIOKafkaConsumer.getmany
+    records_seen = 0
 
-    def __init__(self, group_id: str, failed: Any):
-        self.group_id = group_id
-        self.records_seen = 0
-        self.failed = failed  # a multiprocessing Event, set when it failed
-        self.real = AIOKafkaConsumer.getmany
-
-    async def __call__(self, consumer: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
-        ours = consumer._group_id == self.group_id
-        if ours and self.records_seen > 0 and not self.failed.is_set():
-            self.failed.set()
+    async def getmany(consumer: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
+        nonlocal records_seen
+        ours = consumer._group_id == group_id
+        if ours and records_seen > 0 and not failed.is_set():
+            failed.set()
             raise COORDINATION_FAILED
-        batch = await self.real(consumer, *args, **kwargs)
+        batch = await real(consumer, *args, **kwargs)
         if ours:
-            self.records_seen += sum(len(records) for records in batch.values())
+            records_seen += sum(len(records) for records in batch.values())
         return batch
 
-    def method(self) -> Callable[..., Coroutine[Any, Any, Any]]:
-        async def getmany(consumer: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
-            return await self(consumer, *args, **kwargs)
-
-        return getmany
+    return getmany
 
 
 class Forked:
@@ -74,7 +67,7 @@ class Forked:
         self.process.start()
 
     def _main(self, group_id: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        AIOKafkaConsumer.getmany = FailsOnce(group_id, self.failed).method()  # type: ignore[method-assign]
+        AIOKafkaConsumer.getmany = fails_once(group_id, self.failed)  # type: ignore[method-assign]
         asyncio.run(run())
 
     def alive(self) -> bool:
